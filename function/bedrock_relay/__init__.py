@@ -1,0 +1,1 @@
+"""Relays Amazon Bedrock ConverseStream tokens to HTTP clients as they are generated."""

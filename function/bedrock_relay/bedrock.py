@@ -1,0 +1,143 @@
+"""The Bedrock boundary: the one place that talks to bedrock-runtime and translates its stream."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EventStreamError,
+    ReadTimeoutError,
+)
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeout
+
+from .events import Event, Failure, Reasoning, Stop, Text, Usage
+from .settings import Settings
+
+# HTTP status for each error converse_stream() raises before the stream starts.
+UPSTREAM_STATUS = {
+    "ValidationException": 400,
+    "ResourceNotFoundException": 404,
+    "ThrottlingException": 429,
+    "ModelNotReadyException": 503,
+    "ServiceUnavailableException": 503,
+    "ModelTimeoutException": 504,
+}
+RETRYABLE = {
+    "ThrottlingException",
+    "ModelNotReadyException",
+    "ServiceUnavailableException",
+    "ModelTimeoutException",
+    "InternalServerException",
+    "throttlingException",
+    "serviceUnavailableException",
+    "internalServerException",
+    "modelStreamErrorException",
+    "read_timeout",
+    "truncated",
+    "connection_error",
+}
+
+
+class UpstreamError(Exception):
+    """Bedrock refused the request before streaming; carries the HTTP status to answer with."""
+
+    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+
+def make_client(settings: Settings) -> Any:
+    """Build the bedrock-runtime client; its endpoint comes from AWS_ENDPOINT_URL_BEDROCK_RUNTIME."""
+    config = Config(
+        region_name=settings.region,
+        read_timeout=settings.bedrock_read_timeout_seconds,
+        connect_timeout=settings.bedrock_connect_timeout_seconds,
+        # botocore retries only the initial call, never a stream that has started.
+        retries={"mode": "standard", "max_attempts": settings.bedrock_max_attempts},
+        tcp_keepalive=True,
+    )
+    return boto3.session.Session().client("bedrock-runtime", config=config)
+
+
+def open_stream(client: Any, request: dict, retry_after: int) -> Any:
+    """Call converse_stream and return its event stream, or raise UpstreamError."""
+    try:
+        return client.converse_stream(**request)["stream"]
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = error.get("Code", "UpstreamError")
+        status = UPSTREAM_STATUS.get(code, 502)
+        headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        wait = _retry_after(headers.get("retry-after"), retry_after) if status == 429 else None
+        raise UpstreamError(status, code, f"Bedrock: {error.get('Message', code)}", wait) from exc
+    except BotoCoreError as exc:
+        raise UpstreamError(502, "UpstreamUnavailable", f"Bedrock could not be reached: {exc}") from exc
+
+
+def _retry_after(header: str | None, default: int) -> int:
+    """Pass Bedrock's own Retry-After on when it sends one."""
+    try:
+        return max(1, int(header)) if header else default
+    except ValueError:
+        return default
+
+
+def translate(stream: Any) -> Iterator[Event]:
+    """Yield the service's events for one ConverseStream, ending with a Failure if it broke."""
+    stopped = finished = False
+    try:
+        for event in stream:
+            if "contentBlockDelta" in event:
+                delta = event["contentBlockDelta"]["delta"]
+                if "text" in delta:
+                    yield Text(delta["text"])
+                elif "text" in delta.get("reasoningContent", ()):
+                    yield Reasoning(delta["reasoningContent"]["text"])
+            elif "messageStop" in event:
+                stopped = True
+                yield Stop(event["messageStop"]["stopReason"])
+            elif "metadata" in event:
+                finished = True
+                usage = event["metadata"].get("usage", {})
+                yield Usage(
+                    usage.get("inputTokens", 0),
+                    usage.get("outputTokens", 0),
+                    usage.get("totalTokens", 0),
+                    event["metadata"].get("metrics", {}).get("latencyMs"),
+                )
+    except EventStreamError as exc:
+        error = exc.response.get("Error", {})
+        code = error.get("Code", "streamError")
+        yield Failure(code, f"Bedrock: {error.get('Message', code)}", code in RETRYABLE)
+        return
+    except (ReadTimeoutError, Urllib3ReadTimeout):
+        yield Failure("read_timeout", "Bedrock sent nothing within the read timeout", True)
+        return
+    except (BotoCoreError, Urllib3Error, OSError) as exc:
+        yield Failure("connection_error", f"the connection to Bedrock broke: {exc}", True)
+        return
+    if not (stopped and finished):
+        # botocore ends iteration quietly when a stream stops mid-frame.
+        yield Failure("truncated", "the Bedrock stream ended before the message was complete", True)
+
+
+def close_stream(stream: Any) -> None:
+    """Close the Bedrock connection at once, waking a reader blocked on it, so billing stops."""
+    raw = getattr(stream, "_raw_stream", None)
+    sock = getattr(getattr(raw, "_connection", None), "sock", None)
+    if isinstance(sock, socket.socket):
+        # close() alone does not wake a thread blocked in recv() on Linux.
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+    stream.close()

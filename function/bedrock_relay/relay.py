@@ -1,0 +1,173 @@
+"""Moves one stream's events from Bedrock to the client: heartbeats, the deadline, disconnects."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from queue import Empty, SimpleQueue
+from typing import Any
+
+from .bedrock import close_stream, translate
+from .events import Failure, Reasoning, Stop, Summary, Text, Usage
+
+# How often a silent stream checks whether its client is still there.
+PEER_CHECK_SECONDS = 1.0
+_END = object()
+
+
+def peer_closed(sock: socket.socket | None) -> bool:
+    """Tell whether the client closed its connection, without reading or writing."""
+    if sock is None:
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+class Pump:
+    """Reads a Bedrock stream on its own thread, so the response can beat and watch the clock."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+        self._queue: SimpleQueue = SimpleQueue()
+        self._cancelled = False
+        threading.Thread(target=self._run, name="bedrock-reader", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            for event in translate(self._stream):
+                if self._cancelled:
+                    return
+                self._queue.put(event)
+        finally:
+            self._queue.put(_END)
+
+    def get(self, timeout: float) -> list | None:
+        """Wait for the next event, then take whatever else is already waiting; None on timeout."""
+        try:
+            batch = [self._queue.get(timeout=timeout)]
+        except Empty:
+            return None
+        # Coalesce only what the model got ahead of us with: never wait to fill a batch.
+        while True:
+            try:
+                batch.append(self._queue.get_nowait())
+            except Empty:
+                return batch
+
+    def cancel(self) -> None:
+        """Stop reading and close the Bedrock connection, so no more tokens are billed."""
+        if not self._cancelled:
+            self._cancelled = True
+            close_stream(self._stream)
+
+
+class Relay:
+    """One request's stream: its events written by a wire format, its outcome logged once."""
+
+    def __init__(
+        self,
+        pump: Pump,
+        writer: Any,
+        *,
+        started: float,
+        deadline: float,
+        heartbeat_seconds: float,
+        client_gone: Callable[[], bool],
+        on_finish: Callable[[Relay], None],
+    ):
+        self.pump = pump
+        self.writer = writer
+        self.started = started
+        self.deadline = deadline
+        self.heartbeat_seconds = heartbeat_seconds
+        self.client_gone = client_gone
+        self.on_finish = on_finish
+        self.summary = Summary()
+        self.failure: Failure | None = None
+        self.outcome = "client_disconnected"
+        self.text_parts: list[str] = []
+        self.reasoning_parts: list[str] = []
+        self._seq = 0
+
+    def _handle(self, event: Any, keep: bool) -> bytes:
+        """Apply one event to the summary and return its bytes on the wire."""
+        if type(event) is Text:
+            if self.summary.ttft_ms is None:
+                self.summary.ttft_ms = _ms_since(self.started)
+            self._seq += 1
+            if keep:
+                self.text_parts.append(event.text)
+            return self.writer.text(self._seq, event.text) if self.writer else b""
+        if type(event) is Reasoning:
+            self._seq += 1
+            if keep:
+                self.reasoning_parts.append(event.text)
+            return self.writer.reasoning(self._seq, event.text) if self.writer else b""
+        if type(event) is Stop:
+            self.summary.stop_reason = event.reason
+        elif type(event) is Usage:
+            self.summary.usage = event
+        elif type(event) is Failure:
+            self.failure = event
+        return b""
+
+    def events(self, keep: bool = False) -> Iterator[bytes]:
+        """Yield the response body chunk by chunk until the stream ends, fails or runs out of time."""
+        writer = self.writer
+        last_write = time.monotonic()
+        try:
+            while True:
+                now = time.monotonic()
+                if now >= self.deadline:
+                    self.pump.cancel()
+                    self.summary.stop_reason = "deadline"
+                    self.outcome = "deadline"
+                    self.summary.duration_ms = _ms_since(self.started)
+                    if writer:
+                        yield writer.end(self.summary)
+                    return
+                wait = min(self.deadline - now, PEER_CHECK_SECONDS)
+                if writer and writer.ping:
+                    wait = max(0.0, min(wait, last_write + self.heartbeat_seconds - now))
+                batch = self.pump.get(wait)
+                if batch is None:
+                    if self.client_gone():
+                        self.pump.cancel()
+                        return
+                    if writer and writer.ping and time.monotonic() - last_write >= self.heartbeat_seconds:
+                        last_write = time.monotonic()
+                        yield writer.ping
+                    continue
+                ended = batch[-1] is _END
+                chunk = b"".join([self._handle(event, keep) for event in batch if event is not _END])
+                if ended:
+                    self.summary.duration_ms = _ms_since(self.started)
+                    self.outcome = "error" if self.failure else "complete"
+                    if writer:
+                        chunk += writer.error(self.failure) if self.failure else writer.end(self.summary)
+                if chunk:
+                    last_write = time.monotonic()
+                    yield chunk
+                if ended:
+                    return
+        finally:
+            # Reached on every exit, including the server closing us when the client left.
+            self.pump.cancel()
+            if self.summary.duration_ms is None:
+                self.summary.duration_ms = _ms_since(self.started)
+            self.on_finish(self)
+
+    def collect(self) -> None:
+        """Run the whole stream without writing, keeping the text for a single JSON answer."""
+        for _ in self.events(keep=True):
+            pass
+
+
+def _ms_since(start: float) -> int:
+    return round((time.monotonic() - start) * 1000)

@@ -1,0 +1,122 @@
+"""Checks a /chat request body and turns it into a ConverseStream request."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+from .settings import Settings
+
+FIELDS = {"prompt", "messages", "system", "modelId", "maxTokens", "temperature", "topP", "stopSequences"}
+MAX_STOP_SEQUENCES = 4
+
+
+class InvalidRequest(ValueError):
+    """The request body is not a valid chat request; the message names the field."""
+
+    def __init__(self, message: str, code: str = "invalid_request"):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """A validated chat request: the model to call and the ConverseStream arguments."""
+
+    model_id: str
+    converse_args: dict
+
+
+def parse_body(raw: bytes) -> dict:
+    """Decode the body as a JSON object, whatever the Content-Type said."""
+    try:
+        body = json.loads(raw)
+    except UnicodeDecodeError:
+        raise InvalidRequest("the body is not UTF-8 encoded JSON", "invalid_json") from None
+    except ValueError as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {exc}", "invalid_json") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object", "invalid_json")
+    return body
+
+
+def _string(body: dict, name: str) -> str:
+    value = body[name]
+    if not isinstance(value, str):
+        raise InvalidRequest(f"'{name}' must be a string")
+    if not value.strip():
+        raise InvalidRequest(f"'{name}' must not be empty")
+    return value
+
+
+def _number(body: dict, name: str, low: float, high: float, integer: bool = False) -> float:
+    value = body[name]
+    # bool is an int in Python, but `true` is not a number in JSON.
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        raise InvalidRequest(f"'{name}' must be {'an integer' if integer else 'a number'}")
+    if not (low <= value <= high) or (isinstance(value, float) and math.isnan(value)):
+        raise InvalidRequest(f"'{name}' must be between {low:g} and {high:g}, got {value}")
+    return value
+
+
+def _messages(body: dict) -> list[dict]:
+    if ("prompt" in body) == ("messages" in body):
+        raise InvalidRequest("send exactly one of 'prompt' or 'messages'")
+    if "prompt" in body:
+        return [{"role": "user", "content": [{"text": _string(body, "prompt")}]}]
+    messages = body["messages"]
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("'messages' must be a non-empty list")
+    converted = []
+    for index, message in enumerate(messages):
+        where = f"messages[{index}]"
+        if not isinstance(message, dict) or set(message) != {"role", "content"}:
+            raise InvalidRequest(f"'{where}' must be an object with exactly 'role' and 'content'")
+        expected = "user" if index % 2 == 0 else "assistant"
+        if message["role"] != expected:
+            raise InvalidRequest(
+                f"'{where}.role' must be '{expected}': roles alternate, starting with 'user'"
+            )
+        content = message["content"]
+        if not isinstance(content, str) or not content.strip():
+            raise InvalidRequest(f"'{where}.content' must be a non-empty string")
+        converted.append({"role": expected, "content": [{"text": content}]})
+    if converted[-1]["role"] != "user":
+        raise InvalidRequest("'messages' must end with a 'user' message")
+    return converted
+
+
+def validate(body: dict, settings: Settings) -> ChatRequest:
+    """Check every field of a chat request and build the ConverseStream arguments."""
+    unknown = sorted(set(body) - FIELDS)
+    if unknown:
+        raise InvalidRequest(f"unknown field '{unknown[0]}'; allowed: {', '.join(sorted(FIELDS))}")
+    messages = _messages(body)
+    model_id = settings.model_id
+    if "modelId" in body:
+        model_id = _string(body, "modelId")
+        if model_id not in settings.allowed_model_ids:
+            raise InvalidRequest(
+                f"'modelId' {model_id!r} is not allowed; allowed: {', '.join(settings.allowed_model_ids)}"
+            )
+    args: dict = {"modelId": model_id, "messages": messages}
+    if "system" in body:
+        args["system"] = [{"text": _string(body, "system")}]
+    inference: dict = {}
+    if "maxTokens" in body:
+        inference["maxTokens"] = _number(body, "maxTokens", 1, settings.max_tokens_limit, integer=True)
+    for name in ("temperature", "topP"):
+        if name in body:
+            inference[name] = _number(body, name, 0, 1)
+    if "stopSequences" in body:
+        stops = body["stopSequences"]
+        if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
+            raise InvalidRequest("'stopSequences' must be a list of non-empty strings")
+        if len(stops) > MAX_STOP_SEQUENCES:
+            raise InvalidRequest(f"'stopSequences' may hold at most {MAX_STOP_SEQUENCES} strings")
+        inference["stopSequences"] = stops
+    if inference:
+        args["inferenceConfig"] = inference
+    return ChatRequest(model_id, args)

@@ -1,0 +1,1 @@
+"""A local Bedrock stand-in: ConverseStream over HTTP with real event-stream frames."""

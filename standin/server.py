@@ -1,0 +1,203 @@
+"""The stand-in's HTTP server: answers ConverseStream as Bedrock does, and records each request."""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote
+
+from . import eventstream
+from .scenarios import ERROR_STATUS, Scenario, ScenarioError, answer_tokens, parse, reasoning_tokens
+
+PATH_PREFIX, PATH_SUFFIX = "/model/", "/converse-stream"
+
+
+class ClientClosed(Exception):
+    """The caller closed the connection while the stand-in was still answering."""
+
+
+@dataclass
+class Record:
+    """What happened to one ConverseStream request, as seen from the Bedrock side."""
+
+    model_id: str
+    scenario: dict
+    outcome: str = "streaming"  # then complete, error, truncated or client_closed
+    tokens_sent: int = 0
+    started: float = 0.0
+    ended: float | None = None
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Serves POST /model/{modelId}/converse-stream and GET /_standin/requests."""
+
+    protocol_version = "HTTP/1.1"
+    server: StandInServer
+
+    def log_message(self, format: str, *args: object) -> None:
+        if self.server.verbose:
+            super().log_message(format, *args)
+
+    def do_GET(self) -> None:
+        if self.path != "/_standin/requests":
+            return self._error(404, "UnknownOperationException", f"no such path {self.path}")
+        body = json.dumps([asdict(record) for record in self.server.records]).encode()
+        self._send(200, "application/json", body)
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if not (self.path.startswith(PATH_PREFIX) and self.path.endswith(PATH_SUFFIX)):
+            return self._error(404, "UnknownOperationException", f"no such operation {self.path}")
+        model_id = unquote(self.path[len(PATH_PREFIX) : -len(PATH_SUFFIX)])
+        try:
+            request = json.loads(body)
+            messages = request["messages"]
+            prompt = messages[-1]["content"][0]["text"]
+            scenario = parse(prompt, self.server.defaults)
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            return self._error(400, "ValidationException", f"stand-in: {exc}")
+        record = Record(model_id, asdict(scenario), started=time.monotonic())
+        self.server.records.append(record)
+        if scenario.error:
+            record.outcome, record.ended = "error", time.monotonic()
+            return self._error(
+                ERROR_STATUS[scenario.error], scenario.error, f"stand-in acted out {scenario.error}"
+            )
+        try:
+            self._stream(request, scenario, record)
+        except (ClientClosed, ConnectionError):
+            record.outcome = "client_closed"
+            self.close_connection = True
+        record.ended = time.monotonic()
+
+    def _stream(self, request: dict, scenario: Scenario, record: Record) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/vnd.amazon.eventstream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+        self.end_headers()
+        self._chunk(eventstream.event("messageStart", {"role": "assistant"}))
+        self._wait(scenario.ttft)
+        index = 0
+        if scenario.reasoning:
+            for text in reasoning_tokens(scenario):
+                self._delta(index, {"reasoningContent": {"text": text}})
+            self._chunk(eventstream.event("contentBlockStop", {"contentBlockIndex": index}))
+            index = 1
+        max_tokens = request.get("inferenceConfig", {}).get("maxTokens")
+        count = min(scenario.tokens, max_tokens or scenario.tokens)
+        prompt_words = sum(
+            len(block.get("text", "").split()) for m in request["messages"] for block in m["content"]
+        )
+        started = time.monotonic()
+        for i, text in enumerate(answer_tokens(scenario, count, json.dumps(request["messages"]))):
+            if i == scenario.after and self._interrupt(scenario, record):
+                return
+            if scenario.tps:
+                self._wait(started + i / scenario.tps - time.monotonic())
+            self._delta(index, {"text": text})
+            record.tokens_sent += 1
+        if count <= scenario.after and self._interrupt(scenario, record):
+            return
+        self._chunk(eventstream.event("contentBlockStop", {"contentBlockIndex": index}))
+        stop = "max_tokens" if count < scenario.tokens else "end_turn"
+        self._chunk(eventstream.event("messageStop", {"stopReason": stop}))
+        usage = {"inputTokens": prompt_words, "outputTokens": count, "totalTokens": prompt_words + count}
+        latency = round((time.monotonic() - record.started) * 1000)
+        self._chunk(eventstream.event("metadata", {"usage": usage, "metrics": {"latencyMs": latency}}))
+        self._end()
+        record.outcome = "complete"
+
+    def _interrupt(self, scenario: Scenario, record: Record) -> bool:
+        """Act out a silence, an in-stream exception or a truncation; True if the stream is over."""
+        if scenario.silence:
+            self._wait(scenario.silence)
+        if scenario.stream_error:
+            self._chunk(
+                eventstream.exception(scenario.stream_error, f"stand-in acted out {scenario.stream_error}")
+            )
+            record.outcome = "error"
+        elif scenario.truncate == "midframe":
+            frame = eventstream.event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "cut"}})
+            self._chunk(frame[: len(frame) // 2])
+            record.outcome = "truncated"
+        elif scenario.truncate == "clean":
+            record.outcome = "truncated"
+        else:
+            return False
+        self._end()
+        return True
+
+    def _delta(self, index: int, delta: dict) -> None:
+        self._chunk(eventstream.event("contentBlockDelta", {"contentBlockIndex": index, "delta": delta}))
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def _end(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep, but notice at once if the caller hangs up meanwhile."""
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            readable, _, _ = select.select([self.connection], [], [], remaining)
+            if readable:
+                try:
+                    if self.connection.recv(1, socket.MSG_PEEK) == b"":
+                        raise ClientClosed
+                except ConnectionError:
+                    raise ClientClosed from None
+                time.sleep(min(remaining, 0.05))
+
+    def _send(self, status: int, content_type: str, body: bytes, headers: dict | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _error(self, status: int, code: str, message: str) -> None:
+        body = json.dumps({"message": message}).encode()
+        self._send(
+            status, "application/json", body, {"x-amzn-ErrorType": f"{code}:http://internal.amazon.com/"}
+        )
+
+
+class StandInServer(ThreadingHTTPServer):
+    """A threaded HTTP server holding the defaults and the record of every request."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], defaults: Scenario | None = None, verbose: bool = False):
+        super().__init__(address, Handler)
+        self.defaults = defaults or Scenario()
+        self.verbose = verbose
+        self.records: list[Record] = []
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> StandInServer:
+        """Serve on a background thread and return self."""
+        threading.Thread(target=self.serve_forever, name="standin", daemon=True).start()
+        return self
+
+
+def validate_defaults(scenario: Scenario) -> Scenario:
+    """Check the server-wide defaults the same way as a prompt's tag."""
+    try:
+        return scenario.check()
+    except ScenarioError as exc:
+        raise SystemExit(f"stand-in: {exc}") from None
