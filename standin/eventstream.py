@@ -29,7 +29,7 @@ def event(event_type: str, body: dict) -> bytes:
     """Return an event frame such as `contentBlockDelta`, with a JSON payload."""
     return frame(
         {":event-type": event_type, ":content-type": "application/json", ":message-type": "event"},
-        json.dumps(body, separators=(",", ":")).encode(),
+        json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
     )
 
 

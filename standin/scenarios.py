@@ -73,6 +73,7 @@ class Scenario:
     truncate: str = ""  # "clean" or "midframe": end the stream early, after `after` tokens
     silence: float = 0.0  # pause this many seconds after `after` tokens
     after: int = 0
+    id: str = ""  # a label, so a test can find its request in the stand-in's records
 
     def check(self) -> Scenario:
         """Reject values the stand-in cannot act out."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import select
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -183,6 +184,11 @@ class StandInServer(ThreadingHTTPServer):
         self.defaults = defaults or Scenario()
         self.verbose = verbose
         self.records: list[Record] = []
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A caller hanging up between requests is normal; anything else is a bug worth seeing.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
     @property
     def url(self) -> str:

@@ -7,7 +7,7 @@ import time
 import uuid
 from typing import Any
 
-from flask import Flask, Response, current_app, jsonify, request
+from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from . import formats, logs
@@ -51,6 +51,8 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
     response.status_code = status
     response.headers.update(headers or {})
     response.headers["Cache-Control"] = "no-cache"
+    if "request_id" in g:
+        response.headers["X-Request-Id"] = g.request_id
     return response
 
 
@@ -110,7 +112,7 @@ def chat() -> Response:
     settings: Settings = current_app.extensions["settings"]
     media_type = request.accept_mimetypes.best_match(formats.MEDIA_TYPES, default=formats.TEXT)
     context = _lambda_context()
-    request_id = str(context.get("request_id") or uuid.uuid4())
+    request_id = g.request_id = str(context.get("request_id") or uuid.uuid4())
     fields: dict[str, Any] = {"requestId": request_id, "format": media_type}
     try:
         chat_request = validate(parse_body(request.get_data(cache=False)), settings)
@@ -158,7 +160,7 @@ def _json_answer(relay: Relay, headers: dict) -> Response:
     relay.collect()
     if relay.failure:
         failure = relay.failure
-        return error_response(502, failure.code, failure.message, {"X-Request-Id": headers["X-Request-Id"]})
+        return error_response(502, failure.code, failure.message)
     summary = relay.summary
     response = jsonify(
         text="".join(relay.text_parts),

@@ -1,0 +1,180 @@
+"""The stream is real: incremental, bounded by the deadline, stopped on disconnect, alive through silences."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import httpx
+import pytest
+
+from tests.conftest import wait_for_record
+from tests.harness import start_app
+
+SSE = {"Accept": "text/event-stream"}
+
+
+def tag() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def test_first_token_arrives_long_before_the_stand_in_finishes(app, standin):
+    label = tag()
+    arrivals = []
+    with httpx.stream(
+        "POST", f"{app.url}/chat", json={"prompt": f"[standin id={label} tokens=20 tps=10]"}
+    ) as r:
+        for chunk in r.iter_raw():
+            arrivals.append((time.monotonic(), chunk))
+    record = wait_for_record(standin, label, "complete")
+    first_arrival = arrivals[0][0]
+    # The stand-in spends ~2 s writing 20 tokens at 10/s; the first must not wait for the last.
+    assert record.ended - first_arrival > 1.5
+    assert len(arrivals) >= 15, "tokens were batched instead of relayed one by one"
+    assert arrivals[-1][0] - first_arrival > 1.5
+
+
+def read_until_tokens(response: httpx.Response, count: int) -> None:
+    seen = 0
+    for line in response.iter_lines():
+        if line.startswith("event: token"):
+            seen += 1
+            if seen == count:
+                return
+
+
+def test_client_disconnect_closes_the_bedrock_connection(app, standin):
+    label = tag()
+    with httpx.stream(
+        "POST", f"{app.url}/chat", json={"prompt": f"[standin id={label} tokens=400 tps=20]"}, headers=SSE
+    ) as r:
+        request_id = r.headers["x-request-id"]
+        read_until_tokens(r, 3)
+        left = time.monotonic()
+    record = wait_for_record(standin, label, "client_closed", timeout=5)
+    assert record.ended - left < 3
+    assert record.tokens_sent < 100
+    assert app.log_for(request_id)["outcome"] == "client_disconnected"
+
+
+def test_disconnect_during_a_silence_is_seen_without_writing(app, standin):
+    label = tag()
+    prompt = f"[standin id={label} tokens=10 after=2 silence=30]"
+    # Plain text has no heartbeats, so only the app's own check can notice the client leaving.
+    with httpx.stream("POST", f"{app.url}/chat", json={"prompt": prompt}) as r:
+        next(r.iter_raw())
+        left = time.monotonic()
+    record = wait_for_record(standin, label, "client_closed", timeout=5)
+    assert record.ended - left < 3
+
+
+def test_heartbeats_fill_a_silence(app):
+    prompt = {"prompt": "[standin tokens=3 after=1 silence=2]"}
+    sse = httpx.post(f"{app.url}/chat", json=prompt, headers=SSE, timeout=10).text
+    assert sse.count(": ping\n\n") >= 3  # HEARTBEAT_SECONDS is 0.5 for these tests
+    ndjson = httpx.post(f"{app.url}/chat", json=prompt, headers={"Accept": "application/x-ndjson"}).text
+    types = [json.loads(line)["type"] for line in ndjson.splitlines()]
+    assert types.count("ping") >= 3
+    assert types[-1] == "end"
+
+
+def test_no_heartbeats_while_tokens_flow(app):
+    sse = httpx.post(f"{app.url}/chat", json={"prompt": "[standin tokens=30 tps=30]"}, headers=SSE).text
+    assert ": ping" not in sse
+
+
+def lambda_context(seconds_left: float) -> dict:
+    deadline_ms = int((time.time() + seconds_left) * 1000)
+    return {"x-amzn-lambda-context": json.dumps({"request_id": f"lambda-{tag()}", "deadline": deadline_ms})}
+
+
+def test_the_stream_ends_cleanly_before_the_lambda_deadline(app, standin):
+    label = tag()
+    # DEADLINE_MARGIN_SECONDS defaults to 5: the stream must end ~1.5 s from now.
+    headers = {**SSE, **lambda_context(6.5)}
+    started = time.monotonic()
+    response = httpx.post(
+        f"{app.url}/chat", json={"prompt": f"[standin id={label} tokens=500 tps=20]"}, headers=headers
+    )
+    elapsed = time.monotonic() - started
+    assert 1.0 < elapsed < 3.5
+    assert response.headers["x-request-id"] == json.loads(headers["x-amzn-lambda-context"])["request_id"]
+    last = response.text.strip().split("\n\n")[-1]
+    assert last.startswith("event: end")
+    assert json.loads(last.split("data: ", 1)[1])["stopReason"] == "deadline"
+    wait_for_record(standin, label, "client_closed")
+    assert app.log_for(response.headers["x-request-id"])["outcome"] == "deadline"
+
+
+def test_plain_text_marks_a_deadline_stop(app):
+    response = httpx.post(
+        f"{app.url}/chat", json={"prompt": "[standin tokens=500 tps=20]"}, headers=lambda_context(6)
+    )
+    assert response.text.splitlines()[-1].startswith("[error] deadline: ")
+
+
+def test_logs_carry_metadata_and_never_text(app):
+    secret = f"SECRETPROMPT{tag()}"
+    response = httpx.post(f"{app.url}/chat", json={"prompt": f"{secret} [standin tokens=8]"}, headers=SSE)
+    record = app.log_for(response.headers["x-request-id"])
+    assert record["outcome"] == "complete" and record["status"] == 200
+    assert record["format"] == "text/event-stream" and record["stopReason"] == "end_turn"
+    assert record["outputTokens"] == 8 and record["ttftMs"] <= record["durationMs"]
+    log = app.log_path.read_text()
+    assert secret not in log
+    answer = "".join(json.loads(line[6:])["text"] for line in response.text.splitlines() if '"text"' in line)
+    assert answer.strip() and answer.strip() not in log
+
+
+@pytest.fixture(scope="module")
+def tight_app(standin):
+    """The same server with every timer shrunk: worker 2 s, Bedrock read 1.5 s, stream cap 4 s."""
+    process = start_app(
+        standin.url,
+        GUNICORN_CMD_ARGS="--timeout 2",
+        BEDROCK_READ_TIMEOUT_SECONDS="1.5",
+        MAX_STREAM_SECONDS="4",
+        HEARTBEAT_SECONDS="0.3",
+        BEDROCK_MAX_ATTEMPTS="1",
+    )
+    yield process
+    process.stop()
+
+
+def test_a_stream_outlives_the_worker_timeout(tight_app):
+    started = time.monotonic()
+    text = httpx.post(f"{tight_app.url}/chat", json={"prompt": "[standin tokens=35 tps=10]"}, timeout=10).text
+    assert time.monotonic() - started > 3  # longer than gunicorn's --timeout 2
+    assert len(text.split()) == 35 and "[error]" not in text
+
+
+def test_the_sync_worker_would_cut_the_same_stream(standin):
+    # Proves the test above can fail: gunicorn's default worker kills a request at --timeout.
+    sync = start_app(standin.url, GUNICORN_CMD_ARGS="--timeout 2 --worker-class sync --threads 1")
+    try:
+        with pytest.raises(httpx.RemoteProtocolError):
+            httpx.post(f"{sync.url}/chat", json={"prompt": "[standin tokens=60 tps=10]"}, timeout=15)
+    finally:
+        sync.stop()
+
+
+def test_a_silence_shorter_than_the_read_timeout_survives(tight_app):
+    response = httpx.post(
+        f"{tight_app.url}/chat", json={"prompt": "[standin tokens=4 after=2 silence=1.2]"}, headers=SSE
+    )
+    assert ": ping" in response.text and "event: end" in response.text
+
+
+def test_a_silence_longer_than_the_read_timeout_is_an_error(tight_app):
+    text = httpx.post(f"{tight_app.url}/chat", json={"prompt": "[standin tokens=4 after=2 silence=3]"}).text
+    assert text.splitlines()[-1].startswith("[error] read_timeout: ")
+
+
+def test_max_stream_seconds_bounds_a_stream_without_a_lambda_deadline(tight_app):
+    started = time.monotonic()
+    text = httpx.post(
+        f"{tight_app.url}/chat", json={"prompt": "[standin tokens=500 tps=20]"}, timeout=10
+    ).text
+    assert 3.5 < time.monotonic() - started < 6
+    assert text.splitlines()[-1].startswith("[error] deadline: ")
