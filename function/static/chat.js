@@ -53,7 +53,7 @@ async function send(text) {
     reasoning: turn.querySelector(".reasoning"),
     reasoningText: turn.querySelector(".reasoning-text"),
     answer: turn.querySelector(".answer"),
-    error: turn.querySelector(".error"),
+    message: turn.querySelector(".message"),
     stats: turn.querySelector(".stats"),
   };
   turn.querySelector(".user").textContent = text;
@@ -89,7 +89,7 @@ async function send(text) {
         } else if (event.type === "end") {
           showStats(view.stats, endStats(event));
         } else if (event.type === "error") {
-          showError(view.error, event.code, event.message, event.retryable);
+          showError(view.message, event.code, event.message, event.retryable);
         }
       },
     });
@@ -99,15 +99,15 @@ async function send(text) {
     if (error.name === "AbortError") {
       outcome = "stopped";
       setStatus("Stopped.");
-      view.error.hidden = false;
-      view.error.className = "notice";
-      view.error.textContent = "Stopped before the end of the answer.";
+      view.message.hidden = false;
+      view.message.className = "message notice";
+      view.message.textContent = "Stopped before the end of the answer.";
     } else if (error instanceof ChatError) {
-      showError(view.error, error.code, error.message);
+      showError(view.message, error.code, error.message);
       setStatus("The request failed.");
     } else {
       // fetch() gives no detail for a network or CORS failure, by design.
-      showError(view.error, "network_error", `${error.message}: the service could not be reached (or refused this origin).`);
+      showError(view.message, "network_error", `${error.message}: the service could not be reached (or refused this origin).`);
       setStatus("The request failed.");
     }
   } finally {
@@ -128,7 +128,7 @@ async function send(text) {
 
 function showError(element, code, message, retryable) {
   element.hidden = false;
-  element.className = "error";
+  element.className = "message error";
   element.textContent = `Error ${code}: ${message}${retryable ? " (retryable: try again)" : ""}`;
 }
 
