@@ -16,7 +16,7 @@ from tests.harness import ROOT, start_app
 if not Path(CHROMIUM).exists():
     pytest.skip(MISSING_CHROMIUM, allow_module_level=True)
 
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 SCREENSHOT = ROOT / "docs" / "screenshot.png"
 ANSWER = ".turn:last-child .answer"
@@ -112,9 +112,11 @@ def test_a_second_turn_sends_the_whole_conversation_and_shows_reasoning(page, ap
     first_answer = answer_text(page)
     label = tag()
     # Shift+Enter adds a line instead of sending.
-    page.fill("#prompt", "And how do you think it through?")
+    second_prompt = f"And how do you think it through?\n[standin id={label} reasoning=12 tokens=150 tps=12]"
+    first_line, second_line = second_prompt.split("\n")
+    page.fill("#prompt", first_line)
     page.press("#prompt", "Shift+Enter")
-    page.type("#prompt", f"[standin id={label} reasoning=12 tokens=150 tps=12]")
+    page.type("#prompt", second_line)
     assert len(sent) == 1
     page.press("#prompt", "Enter")
     page.wait_for_function(f"document.querySelector('{ANSWER}')?.textContent.split(' ').length > 25")
@@ -125,7 +127,7 @@ def test_a_second_turn_sends_the_whole_conversation_and_shows_reasoning(page, ap
     assert sent[1]["messages"] == [
         {"role": "user", "content": first_prompt},
         {"role": "assistant", "content": first_answer},
-        {"role": "user", "content": f"And how do you think it through?\n[standin id={label} reasoning=12 tokens=150 tps=12]"},
+        {"role": "user", "content": second_prompt},
     ]
     # Reasoning is shown apart from the answer, never inside it.
     assert "First I consider" not in answer_text(page)
@@ -208,7 +210,8 @@ def test_a_page_on_another_origin_streams_when_cors_allows_it(page, standin, sec
         assert len(answer_text(page).split()) == 12
         request_id = page.evaluate(
             """async (url) => {
-              const response = await fetch(url, {method: "POST", headers: {"Content-Type": "application/json"},
+              const response = await fetch(url, {method: "POST",
+                headers: {"Content-Type": "application/json"},
                 body: JSON.stringify({prompt: "[standin tokens=2 tps=0]"})});
               await response.text();
               return response.headers.get("X-Request-Id");

@@ -105,9 +105,13 @@ async function send(text) {
     } else if (error instanceof ChatError) {
       showError(view.message, error.code, error.message);
       setStatus("The request failed.");
-    } else {
+    } else if (error instanceof TypeError) {
       // fetch() gives no detail for a network or CORS failure, by design.
-      showError(view.message, "network_error", `${error.message}: the service could not be reached (or refused this origin).`);
+      const detail = "the service could not be reached, or it refused this page's origin";
+      showError(view.message, "network_error", `${error.message}: ${detail}.`);
+      setStatus("The request failed.");
+    } else {
+      showError(view.message, "client_error", String(error));
       setStatus("The request failed.");
     }
   } finally {
