@@ -106,7 +106,7 @@ def test_a_second_turn_sends_the_whole_conversation_and_shows_reasoning(page, ap
     sent = []
     page.on("request", lambda request: request.method == "POST" and sent.append(request.post_data_json))
     page.goto(app.url)
-    first_prompt = "What does streaming change? [standin tokens=30 tps=0]"
+    first_prompt = "What does streaming change? [standin tokens=30 tps=60]"
     ask(page, first_prompt)
     expect(page.locator("#status")).to_have_text("Answer complete: end_turn.")
     first_answer = answer_text(page)

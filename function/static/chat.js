@@ -151,7 +151,8 @@ function endStats(event) {
   const streaming = (durationMs - (ttftMs ?? durationMs)) / 1000;
   return {
     "Time to first token": ttftMs == null ? "–" : `${ttftMs} ms`,
-    "Tokens/s": streaming > 0 && outputTokens ? (outputTokens / streaming).toFixed(1) : "–",
+    // Under a tenth of a second is too short to give a meaningful rate.
+    "Tokens/s": streaming >= 0.1 && outputTokens > 1 ? ((outputTokens - 1) / streaming).toFixed(1) : "–",
     "Stop reason": event.stopReason,
     Usage: `${inputTokens ?? "?"} in, ${outputTokens ?? "?"} out`,
   };
