@@ -1,4 +1,4 @@
-"""The Flask app: /healthz, /chat, and JSON errors for everything that goes wrong."""
+"""The Flask app: /healthz, /chat, the browser page, and JSON errors for everything that goes wrong."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 from flask import Flask, Response, abort, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from . import formats, logs
+from . import cors, formats, logs, static
 from .bedrock import UpstreamError, make_client, open_stream
 from .relay import Pump, Relay
 from .settings import Settings, from_env
@@ -47,6 +47,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_error_handler(UpstreamError, _upstream_error)
     app.add_url_rule("/healthz", view_func=healthz)
     app.add_url_rule("/chat", view_func=chat, methods=["POST"])
+    static.init_app(app)
+    cors.init_app(app, settings)
     return app
 
 
