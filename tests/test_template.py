@@ -97,7 +97,7 @@ def test_permissions_are_only_what_the_function_uses(template: dict):
         assert statement["Effect"] == "Allow"
         resources = _as_list(statement["Resource"])
         assert "*" not in resources
-        arns = [resource["Fn::Sub"] for resource in resources if isinstance(resource, dict)]
+        arns = [resource.get("Fn::Sub", "") for resource in resources if isinstance(resource, dict)]
         # A wildcard over every model is allowed only through the stack's own profiles.
         if any(arn.endswith("foundation-model/*") for arn in arns):
             assert "bedrock:InferenceProfileArn" in statement["Condition"]["StringEquals"]
