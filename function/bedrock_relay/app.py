@@ -70,6 +70,7 @@ def _http_error(exc: HTTPException) -> Response:
         message = f"no such path: {request.path}"
     headers = dict(exc.get_headers())
     headers.pop("Content-Type", None)
+    logs.log_request(path=request.path, status=exc.code, outcome="rejected", errorCode=code)
     return error_response(exc.code or 500, code, message, headers)
 
 

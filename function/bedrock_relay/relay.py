@@ -44,6 +44,10 @@ class Pump:
                 if self._cancelled:
                     return
                 self._queue.put(event)
+        except Exception as exc:
+            # Closing the stream under the reader can surface odd errors; only report real ones.
+            if not self._cancelled:
+                self._queue.put(Failure("internal_error", f"reading the Bedrock stream failed: {exc}", False))
         finally:
             self._queue.put(_END)
 
