@@ -11,16 +11,24 @@ venv_python() {
   exit 1
 }
 
-if [ ! -x .venv/bin/python ]; then
-  echo "Creating .venv ..." >&2
-  "$(venv_python)" -m venv .venv
-fi
-stamp="$(cat layer/requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
-if [ "$(cat .venv/.installed 2>/dev/null)" != "$stamp" ]; then
-  echo "Installing dependencies into .venv ..." >&2
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -r layer/requirements.txt --group dev
-  echo "$stamp" > .venv/.installed
-fi
+# ensure_venv DIR PIP-ARGS...: create DIR once, install PIP-ARGS whenever the pins change.
+ensure_venv() {
+  local dir="$1"
+  shift
+  if [ ! -x "$dir/bin/python" ]; then
+    echo "Creating $dir ..." >&2
+    "$(venv_python)" -m venv "$dir"
+  fi
+  local stamp
+  stamp="$(cat layer/requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
+  if [ "$(cat "$dir/.installed" 2>/dev/null)" != "$stamp" ]; then
+    echo "Installing dependencies into $dir ..." >&2
+    "$dir/bin/python" -m pip install --quiet --upgrade pip
+    "$dir/bin/python" -m pip install --quiet "$@"
+    echo "$stamp" > "$dir/.installed"
+  fi
+}
+
+ensure_venv .venv -r layer/requirements.txt --group dev
 export PATH="$PWD/.venv/bin:$PATH"
 export VIRTUAL_ENV="$PWD/.venv"

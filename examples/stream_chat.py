@@ -1,0 +1,28 @@
+"""Streams one answer from the relay's Function URL with IAM auth: python stream_chat.py URL PROMPT."""
+
+import json
+import os
+import sys
+
+import botocore.session
+import requests
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+
+url, prompt = sys.argv[1].rstrip("/") + "/chat", sys.argv[2]
+# https://<id>.lambda-url.<region>.on.aws/ names its region; a local URL does not.
+region = url.split(".")[2] if ".lambda-url." in url else os.environ.get("AWS_REGION", "us-east-1")
+# The standard chain: environment, ~/.aws profiles, SSO, instance roles.
+credentials = botocore.session.Session().get_credentials()
+
+body = json.dumps({"prompt": prompt})
+request = AWSRequest(method="POST", url=url, data=body, headers={"Content-Type": "application/json"})
+SigV4Auth(credentials, "lambda", region).add_auth(request)
+
+# stream=True hands over each chunk as it arrives; no read timeout, as a stream may last 15 minutes.
+headers = dict(request.headers)
+with requests.post(url, data=body, headers=headers, stream=True, timeout=(10, None)) as response:
+    response.raise_for_status()
+    for text in response.iter_content(chunk_size=None, decode_unicode=True):
+        print(text, end="", flush=True)
+print()

@@ -1,0 +1,91 @@
+"""Streams one answer from the relay to stdout: `scripts/invoke STACK-OR-URL PROMPT [--format ...]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+
+import requests
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from .credentials import CredentialsError, load_credentials
+from .endpoint import EndpointError, chat_url, function_url_region, url_from_stack
+
+FORMATS = {
+    "text": "text/plain",
+    "sse": "text/event-stream",
+    "ndjson": "application/x-ndjson",
+    "json": "application/json",
+}
+
+
+class InvokeError(RuntimeError):
+    """The relay answered with an error status."""
+
+
+def signed_headers(url: str, body: bytes, headers: dict, credentials: Credentials, region: str) -> dict:
+    """Return the headers plus a SigV4 signature for service `lambda`, as Function URLs with AWS_IAM need."""
+    aws_request = AWSRequest(method="POST", url=url, data=body, headers=headers)
+    SigV4Auth(credentials, "lambda", region).add_auth(aws_request)
+    return dict(aws_request.headers)
+
+
+def stream_chat(
+    url: str,
+    body: dict,
+    accept: str = FORMATS["text"],
+    credentials: Credentials | None = None,
+    region: str | None = None,
+) -> Iterator[bytes]:
+    """POST the request and yield the body's bytes as they arrive; signs when given credentials and region."""
+    data = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json", "Accept": accept}
+    if credentials and region:
+        headers = signed_headers(url, data, headers, credentials, region)
+    # No read timeout: the relay sends heartbeats, and a stream may last 15 minutes.
+    with requests.post(url, data=data, headers=headers, stream=True, timeout=(10, None)) as response:
+        if response.status_code >= 400:
+            raise InvokeError(f"HTTP {response.status_code}: {response.text.strip()}")
+        yield from response.iter_content(chunk_size=None)
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="scripts/invoke",
+        description="Stream one answer from a deployed relay (signed with SigV4) or a local one (unsigned).",
+    )
+    parser.add_argument("target", help="a stack name (its FunctionUrl output is used) or a URL")
+    parser.add_argument("prompt")
+    parser.add_argument("--format", choices=FORMATS, default="text", help="the answer's wire format")
+    parser.add_argument("--model", help="a model id from the stack's AllowedModelIds")
+    parser.add_argument("--region", help="the stack's region (default: your AWS configuration)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parse_args(argv)
+    body = {"prompt": args.prompt, **({"modelId": args.model} if args.model else {})}
+    try:
+        base = args.target if "://" in args.target else url_from_stack(args.target, region=args.region)
+        url = chat_url(base)
+        # Only a Lambda Function URL checks signatures; a local relay has nothing to check them with.
+        region = function_url_region(url)
+        credentials = load_credentials() if region else None
+        for chunk in stream_chat(url, body, FORMATS[args.format], credentials, region):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+    except (EndpointError, CredentialsError, InvokeError, requests.RequestException) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

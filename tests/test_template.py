@@ -1,0 +1,132 @@
+"""template.yaml: it lints clean, and it says what the service needs and grants no more."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from bedrock_relay import settings
+
+from tests.harness import ROOT
+from tests.samtools import TEMPLATE, run_tool, runtime_version
+
+DECODE = "import json, sys; from cfnlint.decode import decode; print(json.dumps(decode(sys.argv[1])[0]))"
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    """The template as data, read by cfn-lint's own loader (it knows the !Ref short forms)."""
+    done = run_tool("python", "-c", DECODE, str(TEMPLATE))
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def function(template: dict) -> dict:
+    return template["Resources"]["ChatFunction"]["Properties"]
+
+
+def _statements(template: dict) -> Iterator[dict]:
+    """Yield every IAM statement in the template, the per-model ones included."""
+    resources = template["Resources"]
+    role = resources["ChatFunctionRole"]["Properties"]
+    for policy in role["Policies"]:
+        yield from policy["PolicyDocument"]["Statement"]
+    _, _, per_model = resources["Fn::ForEach::ModelAccess"]
+    for resource in per_model.values():
+        yield from resource["Properties"]["PolicyDocument"]["Statement"]
+
+
+def _as_list(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def test_cfn_lint_reports_nothing():
+    done = run_tool("cfn-lint", str(TEMPLATE))
+    assert (done.returncode, done.stdout + done.stderr) == (0, "")
+
+
+def test_sam_validate_with_lint_passes():
+    done = run_tool("sam", "validate", "--lint", "--template-file", str(TEMPLATE))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "is a valid SAM Template" in done.stdout + done.stderr
+
+
+def test_function_is_wired_for_streaming_through_the_web_adapter(function: dict):
+    variables = function["Environment"]["Variables"]
+    assert variables["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
+    assert variables["AWS_LWA_INVOKE_MODE"] == "response_stream"
+    assert variables["AWS_LWA_READINESS_CHECK_PATH"] == "/healthz"
+    assert variables["AWS_LWA_PORT"] == variables["PORT"]
+    assert function["Handler"] == "run.sh"
+    assert function["Timeout"] == 900
+    url = function["FunctionUrlConfig"]
+    assert url["InvokeMode"] == "RESPONSE_STREAM"
+    assert url["AuthType"] == {"Ref": "AuthType"}
+
+
+def test_default_auth_is_iam_and_cors_exposes_the_request_id(template: dict, function: dict):
+    assert template["Parameters"]["AuthType"]["Default"] == "AWS_IAM"
+    _, cors, _ = function["FunctionUrlConfig"]["Cors"]["Fn::If"]
+    assert "x-request-id" in cors["ExposeHeaders"]
+    signed_json = {"authorization", "content-type", "x-amz-date", "x-amz-security-token"}
+    assert signed_json <= set(cors["AllowHeaders"])
+
+
+def test_every_service_setting_in_the_template_is_one_the_service_reads(function: dict):
+    known = {value for name, value in vars(settings).items() if name.isupper() and isinstance(value, str)}
+    ours = {name for name in function["Environment"]["Variables"] if not name.startswith("AWS_")}
+    assert ours - {"PORT"} <= known
+    assert {"MODEL_ID", "ALLOWED_MODEL_IDS", "MAX_TOKENS_LIMIT", "HEARTBEAT_SECONDS"} <= ours
+
+
+def test_lambda_web_adapter_layer_matches_the_architecture(function: dict):
+    lwa_arn, dependencies = function["Layers"]
+    arn_pattern, names = lwa_arn["Fn::Sub"]
+    assert arn_pattern.endswith(":753240598075:layer:${Name}:${LwaLayerVersion}")
+    assert names["Name"] == {"Fn::If": ["IsArm64", "LambdaAdapterLayerArm64", "LambdaAdapterLayerX86"]}
+    assert dependencies == {"Fn::If": ["IsArm64", {"Ref": "DependenciesArm64"}, {"Ref": "DependenciesX86"}]}
+
+
+def test_permissions_are_only_what_the_function_uses(template: dict):
+    actions: set[str] = set()
+    for statement in _statements(template):
+        assert statement["Effect"] == "Allow"
+        resources = _as_list(statement["Resource"])
+        assert "*" not in resources
+        arns = [resource.get("Fn::Sub", "") for resource in resources if isinstance(resource, dict)]
+        # A wildcard over every model is allowed only through the stack's own profiles.
+        if any(arn.endswith("foundation-model/*") for arn in arns):
+            assert "bedrock:InferenceProfileArn" in statement["Condition"]["StringEquals"]
+        actions.update(_as_list(statement["Action"]))
+    assert actions == {"bedrock:InvokeModelWithResponseStream", "logs:CreateLogStream", "logs:PutLogEvents"}
+
+
+def test_bedrock_access_names_both_kinds_of_model_arn(template: dict):
+    _, collection, per_model = template["Resources"]["Fn::ForEach::ModelAccess"]
+    assert collection == {"Ref": "AllowedModelIds"}
+    (direct, via_profile) = next(iter(per_model.values()))["Properties"]["PolicyDocument"]["Statement"]
+    arns = [item["Fn::Sub"] for item in direct["Resource"]]
+    assert any(arn.endswith(":foundation-model/${Id}") for arn in arns)
+    assert any(arn.endswith(":inference-profile/${Id}") for arn in arns)
+    condition = via_profile["Condition"]["StringEquals"]["bedrock:InferenceProfileArn"]["Fn::Sub"]
+    assert condition.endswith(":${AWS::AccountId}:inference-profile/${Id}")
+
+
+def test_outputs_each_have_a_description(template: dict):
+    outputs = template["Outputs"]
+    assert set(outputs) >= {"FunctionUrl", "FunctionArn", "SignedCurlCommand"}
+    assert all(output.get("Description") for output in outputs.values())
+    assert '--aws-sigv4 "aws:amz:${AWS::Region}:lambda"' in outputs["SignedCurlCommand"]["Value"]["Fn::Sub"]
+
+
+def test_runtime_layers_and_layer_makefile_agree_on_the_python_version(template: dict, function: dict):
+    version = runtime_version()
+    assert function["Runtime"] == f"python{version}"
+    for name in ("DependenciesArm64", "DependenciesX86"):
+        assert template["Resources"][name]["Properties"]["CompatibleRuntimes"] == [f"python{version}"]
+    makefile = (ROOT / "layer" / "Makefile").read_text()
+    assert re.search(rf"^PYTHON_VERSION := {re.escape(version)}$", makefile, re.MULTILINE)
