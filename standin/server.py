@@ -47,6 +47,9 @@ class Handler(BaseHTTPRequestHandler):
     """Serves POST /model/{modelId}/converse-stream and GET /_standin/requests."""
 
     protocol_version = "HTTP/1.1"
+    # Send each frame at once, as Bedrock does: Nagle would hold a frame that follows
+    # another within the peer's delayed-ACK time (40 ms on Linux).
+    disable_nagle_algorithm = True
     server: StandInServer
 
     def log_message(self, format: str, *args: object) -> None:
