@@ -2,7 +2,8 @@
 
 import os
 
-bind = f"0.0.0.0:{os.environ.get('PORT', '8080')}"
+# LWA looks for the app on AWS_LWA_PORT first, then PORT.
+bind = f"0.0.0.0:{os.environ.get('AWS_LWA_PORT') or os.environ.get('PORT') or '8080'}"
 # gthread keeps the worker's heartbeat apart from requests, so a 15-minute stream
 # is not killed at `timeout` the way the default sync worker kills it.
 worker_class = "gthread"

@@ -81,6 +81,7 @@ class AppProcess:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
+        self.log_path.unlink(missing_ok=True)
 
 
 def start_app(

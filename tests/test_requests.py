@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
+
+from tests.harness import start_app
 
 LONG = "x" * 2000
 
@@ -47,10 +50,32 @@ def assert_error(response, status: int, code: str, *words: str) -> None:
         ({"prompt": "a", "stopSequences": ["a", "b", "c", "d", "e"]}, "stopSequences"),
         ({"prompt": "a", "stopSequences": "stop"}, "stopSequences"),
         ({"prompt": "a", "stopSequences": [1]}, "stopSequences"),
+        ({"prompt": "a", "stopSequences": ["ok", ""]}, "stopSequences"),
+        ({"prompt": "a", "system": " "}, "system"),
+        ({"prompt": "a", "modelId": 7}, "modelId"),
+        ({"prompt": "a", "topP": 1.01}, "topP"),
+        ({"messages": [{"role": 1, "content": "x"}]}, "messages[0].role"),
+        ({"messages": [["user", "x"]]}, "messages[0]"),
     ],
 )
 def test_invalid_fields_are_rejected_by_name(client, body, field):
     assert_error(client.post("/chat", json=body), 400, "invalid_request", f"'{field}'")
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (b'{"prompt": "a", "temperature": NaN}', "temperature"),
+        (b'{"prompt": "a", "topP": Infinity}', "topP"),
+        (b'{"prompt": "a", "maxTokens": 1e400}', "maxTokens"),
+    ],
+)
+def test_non_finite_numbers_are_rejected_by_name(client, raw, field):
+    assert_error(client.post("/chat", content=raw), 400, "invalid_request", f"'{field}'")
+
+
+def test_a_deeply_nested_body_is_400_not_500(client):
+    assert_error(client.post("/chat", content=b"[" * 100_000), 400, "invalid_json", "nested")
 
 
 @pytest.mark.parametrize("raw", [b"not json", b'{"prompt": ', b"[1, 2]", b'"text"', b"\xff\xfe", b""])
@@ -61,6 +86,30 @@ def test_a_body_that_is_not_a_json_object_is_400(client, raw):
 def test_a_body_over_the_limit_is_413(client):
     response = client.post("/chat", json={"prompt": "x" * (1024 * 1024 + 1)})
     assert_error(response, 413, "request_too_large", "1048576 bytes")
+
+
+def test_a_chunked_body_over_the_limit_is_413(client):
+    def chunks():
+        yield b'{"prompt": "'
+        for _ in range(1100):
+            yield b"x" * 1024
+        yield b'"}'
+
+    assert_error(client.post("/chat", content=chunks()), 413, "request_too_large")
+
+
+def test_an_allowed_model_other_than_the_default_is_used(standin):
+    app = start_app(standin.url, MODEL_ID="model-a", ALLOWED_MODEL_IDS="model-a,model-b")
+    try:
+        response = httpx.post(
+            f"{app.url}/chat", json={"prompt": "[standin tokens=2 id=pick-b]", "modelId": "model-b"}
+        )
+        assert response.status_code == 200
+        assert [r.model_id for r in standin.records if r.scenario["id"] == "pick-b"] == ["model-b"]
+        refused = httpx.post(f"{app.url}/chat", json={"prompt": "a", "modelId": "model-c"})
+        assert_error(refused, 400, "invalid_request", "'modelId'", "model-a, model-b")
+    finally:
+        app.stop()
 
 
 def test_a_wrong_method_is_405(client):

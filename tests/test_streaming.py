@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 import uuid
 
@@ -69,6 +70,57 @@ def test_disconnect_during_a_silence_is_seen_without_writing(app, standin):
     assert record.ended - left < 3
 
 
+def raw_request(app, body: dict, headers: dict) -> socket.socket:
+    """Send a /chat request on a bare socket, so the test controls reading and closing."""
+    host, port = app.url.removeprefix("http://").split(":")
+    sock = socket.socket()
+    # A small receive window makes a client that stops reading block the server's writes quickly.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    payload = json.dumps(body).encode()
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    sock.sendall(
+        f"POST /chat HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(payload)}\r\n{head}\r\n".encode()
+        + payload
+    )
+    return sock
+
+
+def test_disconnect_before_the_first_write_still_closes_bedrock(app, standin):
+    label = tag()
+    sock = raw_request(app, {"prompt": f"[standin id={label} tokens=200 tps=20 ttft=0.5]"}, SSE)
+    sock.close()
+    record = wait_for_record(standin, label, "client_closed", timeout=5)
+    assert record.tokens_sent < 200
+
+
+def test_disconnect_while_waiting_for_a_json_answer_closes_bedrock(app, standin):
+    label = tag()
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{app.url}/chat",
+            json={"prompt": f"[standin id={label} tokens=200 tps=20]"},
+            headers={"Accept": "application/json"},
+            timeout=1,
+        )
+    left = time.monotonic()
+    record = wait_for_record(standin, label, "client_closed", timeout=5)
+    assert record.ended - left < 3
+
+
+def test_a_client_that_stops_reading_is_let_go_at_the_deadline(app, standin):
+    label = tag()
+    headers = {**SSE, **lambda_context(8)}
+    sock = raw_request(app, {"prompt": f"[standin id={label} tokens=2000000 tps=0]"}, headers)
+    try:
+        # Never read: the app's writes block once the socket buffers fill up, long before
+        # the deadline 3 s from now, so only a bounded write can end the stream.
+        record = wait_for_record(standin, label, "client_closed", timeout=12)
+        assert record.tokens_sent < 2000000
+    finally:
+        sock.close()
+
+
 def test_heartbeats_fill_a_silence(app):
     prompt = {"prompt": "[standin tokens=3 after=1 silence=2]"}
     sse = httpx.post(f"{app.url}/chat", json=prompt, headers=SSE, timeout=10).text
@@ -123,8 +175,9 @@ def test_logs_carry_metadata_and_never_text(app):
     assert record["outputTokens"] == 8 and record["ttftMs"] <= record["durationMs"]
     log = app.log_path.read_text()
     assert secret not in log
-    answer = "".join(json.loads(line[6:])["text"] for line in response.text.splitlines() if '"text"' in line)
-    assert answer.strip() and answer.strip() not in log
+    tokens = [json.loads(line[6:])["text"].strip() for line in response.text.splitlines() if '"text"' in line]
+    assert len(tokens) == 8
+    assert not [token for token in tokens if len(token) > 3 and token in log]
 
 
 @pytest.fixture(scope="module")

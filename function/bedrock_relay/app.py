@@ -1,18 +1,19 @@
-"""The Flask app: /healthz, /chat, and JSON errors for everything that goes wrong."""
+"""The Flask app: /healthz, /chat, the browser page, and JSON errors for everything that goes wrong."""
 
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from typing import Any
 
-from flask import Flask, Response, current_app, g, jsonify, request
+from flask import Flask, Response, abort, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from . import formats, logs
+from . import cors, formats, logs, static
 from .bedrock import UpstreamError, make_client, open_stream
-from .relay import Pump, Relay, peer_closed
+from .relay import Pump, Relay
 from .settings import Settings, from_env
 from .validation import InvalidRequest, parse_body, validate
 
@@ -23,6 +24,8 @@ STREAM_HEADERS = {
     # Stops browsers buffering the start of a text/plain body to sniff its type.
     "X-Content-Type-Options": "nosniff",
 }
+# Lambda request ids are UUIDs; anything else from the header is not echoed into a response header.
+REQUEST_ID = re.compile(r"[A-Za-z0-9-]{1,128}")
 HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
 
 
@@ -37,12 +40,31 @@ def create_app(test_config: dict | None = None) -> Flask:
     # One client per process: it holds the connection pool to Bedrock.
     app.extensions["bedrock"] = client or make_client(settings)
     logs.init_logging()
+    app.before_request(_identify)
+    app.after_request(_common_headers)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(InvalidRequest, _invalid_request)
     app.register_error_handler(UpstreamError, _upstream_error)
     app.add_url_rule("/healthz", view_func=healthz)
     app.add_url_rule("/chat", view_func=chat, methods=["POST"])
+    static.init_app(app)
+    cors.init_app(app, settings)
     return app
+
+
+def _identify() -> None:
+    """Name the request: Lambda's request id when LWA forwards one, else a fresh uuid."""
+    g.started = time.monotonic()
+    g.context = _lambda_context()
+    lambda_id = g.context.get("request_id")
+    valid = isinstance(lambda_id, str) and REQUEST_ID.fullmatch(lambda_id)
+    g.request_id = lambda_id if valid else str(uuid.uuid4())
+
+
+def _common_headers(response: Response) -> Response:
+    response.headers.setdefault("Cache-Control", "no-cache")
+    response.headers["X-Request-Id"] = g.request_id
+    return response
 
 
 def error_response(status: int, code: str, message: str, headers: dict | None = None) -> Response:
@@ -50,10 +72,19 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
     response = jsonify(error={"code": code, "message": message})
     response.status_code = status
     response.headers.update(headers or {})
-    response.headers["Cache-Control"] = "no-cache"
-    if "request_id" in g:
-        response.headers["X-Request-Id"] = g.request_id
     return response
+
+
+def _log_rejected(status: int, code: str, **fields: Any) -> None:
+    logs.log_request(
+        requestId=g.request_id,
+        path=request.path,
+        status=status,
+        outcome="rejected",
+        errorCode=code,
+        durationMs=_ms_since(g.started),
+        **fields,
+    )
 
 
 def _http_error(exc: HTTPException) -> Response:
@@ -70,14 +101,17 @@ def _http_error(exc: HTTPException) -> Response:
         message = f"no such path: {request.path}"
     headers = dict(exc.get_headers())
     headers.pop("Content-Type", None)
+    _log_rejected(exc.code or 500, code)
     return error_response(exc.code or 500, code, message, headers)
 
 
 def _invalid_request(exc: InvalidRequest) -> Response:
+    _log_rejected(400, exc.code)
     return error_response(400, exc.code, exc.message)
 
 
 def _upstream_error(exc: UpstreamError) -> Response:
+    _log_rejected(exc.status, exc.code)
     headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
     return error_response(exc.status, exc.code, exc.message, headers)
 
@@ -96,71 +130,64 @@ def _lambda_context() -> dict:
     return context if isinstance(context, dict) else {}
 
 
-def _deadline(context: dict, settings: Settings, started: float) -> float:
+def _deadline(settings: Settings) -> float:
     """Return the monotonic time to end the stream: before Lambda's deadline, within the cap."""
-    deadline = started + settings.max_stream_seconds
-    lambda_deadline_ms = context.get("deadline")
+    deadline = g.started + settings.max_stream_seconds
+    lambda_deadline_ms = g.context.get("deadline")
     if isinstance(lambda_deadline_ms, (int, float)) and not isinstance(lambda_deadline_ms, bool):
         remaining = lambda_deadline_ms / 1000 - time.time()
-        deadline = min(deadline, started + remaining - settings.deadline_margin_seconds)
+        deadline = min(deadline, time.monotonic() + remaining - settings.deadline_margin_seconds)
     return deadline
+
+
+def _read_body(settings: Settings) -> bytes:
+    data = request.get_data(cache=False)
+    # Without a Content-Length (a chunked body) werkzeug stops at the limit instead of refusing.
+    if request.content_length is None and len(data) >= settings.max_request_bytes:
+        abort(413)
+    return data
 
 
 def chat() -> Response:
     """Validate the request, open the Bedrock stream, then relay it in the negotiated format."""
-    started = time.monotonic()
     settings: Settings = current_app.extensions["settings"]
     media_type = request.accept_mimetypes.best_match(formats.MEDIA_TYPES, default=formats.TEXT)
-    context = _lambda_context()
-    request_id = g.request_id = str(context.get("request_id") or uuid.uuid4())
-    fields: dict[str, Any] = {"requestId": request_id, "format": media_type}
-    try:
-        chat_request = validate(parse_body(request.get_data(cache=False)), settings)
-        fields["modelId"] = chat_request.model_id
-        # Everything that can fail the request happens here, before the status is sent.
-        stream = open_stream(
-            current_app.extensions["bedrock"], chat_request.converse_args, settings.retry_after_seconds
-        )
-    except (InvalidRequest, UpstreamError) as exc:
-        status = exc.status if isinstance(exc, UpstreamError) else 400
-        logs.log_request(
-            **fields,
-            status=status,
-            outcome="rejected",
-            errorCode=exc.code,
-            durationMs=round((time.monotonic() - started) * 1000),
-        )
-        raise
-    sock = request.environ.get("gunicorn.socket")
+    # Taken before the Bedrock call, so a slow start eats into the stream, not past the deadline.
+    deadline = _deadline(settings)
+    chat_request = validate(parse_body(_read_body(settings)), settings)
+    fields = {"requestId": g.request_id, "format": media_type, "modelId": chat_request.model_id}
+    if deadline <= time.monotonic():
+        _log_rejected(503, "deadline", modelId=chat_request.model_id)
+        return error_response(503, "deadline", "too little time is left before the Lambda deadline")
+    # Everything that can fail the request happens here, before the status is sent.
+    stream = open_stream(
+        current_app.extensions["bedrock"], chat_request.converse_args, settings.retry_after_seconds
+    )
     writer_class = formats.STREAM_WRITERS.get(media_type)
+    writer = writer_class() if writer_class else None
     relay = Relay(
         Pump(stream),
-        writer_class() if writer_class else None,
-        started=started,
-        deadline=_deadline(context, settings, started),
+        writer,
+        start=writer.start(g.request_id, chat_request.model_id) if writer else b"",
+        started=g.started,
+        deadline=deadline,
         heartbeat_seconds=settings.heartbeat_seconds,
-        client_gone=lambda: peer_closed(sock),
+        client=request.environ.get("gunicorn.socket"),
         on_finish=lambda finished: _log_finished(finished, fields),
     )
-    headers = {**STREAM_HEADERS, "X-Request-Id": request_id}
-    if relay.writer is None:
-        return _json_answer(relay, headers)
-    start = relay.writer.start(request_id, chat_request.model_id)
-
-    def body():
-        if start:
-            yield start
-        yield from relay.events()
-
-    return Response(body(), status=200, headers=headers, content_type=relay.writer.content_type)
+    if writer is None:
+        return _json_answer(relay)
+    response = Response(relay.events(), status=200, headers=STREAM_HEADERS, content_type=writer.content_type)
+    # Runs even if the server never iterates the body (the client left before the first write).
+    response.call_on_close(relay.close)
+    return response
 
 
-def _json_answer(relay: Relay, headers: dict) -> Response:
+def _json_answer(relay: Relay) -> Response:
     """Run the stream to its end and answer once, with a real status if it failed."""
     relay.collect()
     if relay.failure:
-        failure = relay.failure
-        return error_response(502, failure.code, failure.message)
+        return error_response(502, relay.failure.code, relay.failure.message)
     summary = relay.summary
     response = jsonify(
         text="".join(relay.text_parts),
@@ -169,12 +196,13 @@ def _json_answer(relay: Relay, headers: dict) -> Response:
         usage=summary.usage_dict(),
         metrics={"ttftMs": summary.ttft_ms, "durationMs": summary.duration_ms},
     )
-    response.headers.update(headers)
+    response.headers.update(STREAM_HEADERS)
     return response
 
 
 def _log_finished(relay: Relay, fields: dict) -> None:
     summary = relay.summary
+    usage = summary.usage_dict() or {"inputTokens": None, "outputTokens": None, "totalTokens": None}
     logs.log_request(
         **fields,
         status=502 if relay.writer is None and relay.failure else 200,
@@ -182,6 +210,10 @@ def _log_finished(relay: Relay, fields: dict) -> None:
         stopReason=summary.stop_reason,
         ttftMs=summary.ttft_ms,
         durationMs=summary.duration_ms,
-        **summary.usage_dict(),
+        **usage,
         errorCode=relay.failure.code if relay.failure else None,
     )
+
+
+def _ms_since(start: float) -> int:
+    return round((time.monotonic() - start) * 1000)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -64,7 +63,7 @@ def make_client(settings: Settings) -> Any:
         read_timeout=settings.bedrock_read_timeout_seconds,
         connect_timeout=settings.bedrock_connect_timeout_seconds,
         # botocore retries only the initial call, never a stream that has started.
-        retries={"mode": "standard", "max_attempts": settings.bedrock_max_attempts},
+        retries={"mode": "standard", "total_max_attempts": settings.bedrock_max_attempts},
         tcp_keepalive=True,
     )
     # botocore directly: boto3 adds only import time here (it loads s3transfer), the client is the same.
@@ -136,9 +135,7 @@ def translate(stream: Any) -> Iterator[Event]:
 def close_stream(stream: Any) -> None:
     """Close the Bedrock connection at once, waking a reader blocked on it, so billing stops."""
     raw = getattr(stream, "_raw_stream", None)
-    sock = getattr(getattr(raw, "_connection", None), "sock", None)
-    if isinstance(sock, socket.socket):
-        # close() alone does not wake a thread blocked in recv() on Linux.
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
+    # close() alone does not wake a thread blocked in recv() on Linux; shutdown() does.
+    with contextlib.suppress(AttributeError, ValueError, RuntimeError, OSError):
+        raw.shutdown()
     stream.close()

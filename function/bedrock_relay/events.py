@@ -54,13 +54,14 @@ class Summary:
     ttft_ms: int | None = None
     duration_ms: int | None = None
 
-    def usage_dict(self) -> dict[str, int]:
-        """Return token counts in the API's camelCase shape."""
-        usage = self.usage or Usage(0, 0, 0)
+    def usage_dict(self) -> dict[str, int] | None:
+        """Return token counts in the API's camelCase shape; None if Bedrock never sent them."""
+        if self.usage is None:
+            return None
         return {
-            "inputTokens": usage.input_tokens,
-            "outputTokens": usage.output_tokens,
-            "totalTokens": usage.total_tokens,
+            "inputTokens": self.usage.input_tokens,
+            "outputTokens": self.usage.output_tokens,
+            "totalTokens": self.usage.total_tokens,
         }
 
 

@@ -45,7 +45,7 @@ class TextWriter:
 
     def text(self, seq: int, text: str) -> bytes:
         self._at_line_start = text.endswith("\n")
-        return text.encode()
+        return text.encode(errors="replace")
 
     def reasoning(self, seq: int, text: str) -> bytes:
         # Reasoning is never mixed into the answer a curl user reads.
@@ -62,7 +62,7 @@ class TextWriter:
     def _error_line(self, code: str, message: str) -> bytes:
         prefix = "" if self._at_line_start else "\n"
         self._at_line_start = True
-        return f"{prefix}[error] {code}: {message}\n".encode()
+        return f"{prefix}[error] {code}: {message}\n".encode(errors="replace")
 
 
 class SseWriter:
@@ -75,10 +75,10 @@ class SseWriter:
         return self._event("start", {"requestId": request_id, "modelId": model_id})
 
     def text(self, seq: int, text: str) -> bytes:
-        return f'id: {seq}\nevent: token\ndata: {{"text":{_dumps(text)}}}\n\n'.encode()
+        return f'id: {seq}\nevent: token\ndata: {{"text":{_dumps(text)}}}\n\n'.encode(errors="replace")
 
     def reasoning(self, seq: int, text: str) -> bytes:
-        return f'id: {seq}\nevent: reasoning\ndata: {{"text":{_dumps(text)}}}\n\n'.encode()
+        return f'id: {seq}\nevent: reasoning\ndata: {{"text":{_dumps(text)}}}\n\n'.encode(errors="replace")
 
     def end(self, summary: Summary) -> bytes:
         return self._event("end", end_data(summary))
@@ -88,7 +88,7 @@ class SseWriter:
 
     @staticmethod
     def _event(name: str, data: dict) -> bytes:
-        return f"event: {name}\ndata: {_dumps(data)}\n\n".encode()
+        return f"event: {name}\ndata: {_dumps(data)}\n\n".encode(errors="replace")
 
 
 class NdjsonWriter:
@@ -101,10 +101,10 @@ class NdjsonWriter:
         return self._line({"type": "start", "requestId": request_id, "modelId": model_id})
 
     def text(self, seq: int, text: str) -> bytes:
-        return f'{{"type":"token","id":{seq},"text":{_dumps(text)}}}\n'.encode()
+        return f'{{"type":"token","id":{seq},"text":{_dumps(text)}}}\n'.encode(errors="replace")
 
     def reasoning(self, seq: int, text: str) -> bytes:
-        return f'{{"type":"reasoning","id":{seq},"text":{_dumps(text)}}}\n'.encode()
+        return f'{{"type":"reasoning","id":{seq},"text":{_dumps(text)}}}\n'.encode(errors="replace")
 
     def end(self, summary: Summary) -> bytes:
         return self._line({"type": "end", **end_data(summary)})
@@ -114,7 +114,7 @@ class NdjsonWriter:
 
     @staticmethod
     def _line(data: dict) -> bytes:
-        return (_dumps(data) + "\n").encode()
+        return (_dumps(data) + "\n").encode(errors="replace")
 
 
 STREAM_WRITERS = {TEXT: TextWriter, SSE: SseWriter, NDJSON: NdjsonWriter}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import select
 import socket
 import threading
 import time
@@ -20,6 +22,11 @@ _END = object()
 def peer_closed(sock: socket.socket | None) -> bool:
     """Tell whether the client closed its connection, without reading or writing."""
     if sock is None:
+        return False
+    # Poll first: with a socket timeout set, recv() waits for data despite MSG_DONTWAIT.
+    poller = select.poll()
+    poller.register(sock, select.POLLIN | select.POLLHUP | select.POLLERR)
+    if not poller.poll(0):
         return False
     try:
         return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
@@ -44,6 +51,10 @@ class Pump:
                 if self._cancelled:
                     return
                 self._queue.put(event)
+        except Exception as exc:
+            # Closing the stream under the reader can surface odd errors; only report real ones.
+            if not self._cancelled:
+                self._queue.put(Failure("internal_error", f"reading the Bedrock stream failed: {exc}", False))
         finally:
             self._queue.put(_END)
 
@@ -64,7 +75,8 @@ class Pump:
         """Stop reading and close the Bedrock connection, so no more tokens are billed."""
         if not self._cancelled:
             self._cancelled = True
-            close_stream(self._stream)
+            with contextlib.suppress(Exception):
+                close_stream(self._stream)
 
 
 class Relay:
@@ -75,18 +87,20 @@ class Relay:
         pump: Pump,
         writer: Any,
         *,
+        start: bytes,
         started: float,
         deadline: float,
         heartbeat_seconds: float,
-        client_gone: Callable[[], bool],
+        client: socket.socket | None,
         on_finish: Callable[[Relay], None],
     ):
         self.pump = pump
         self.writer = writer
+        self.start = start
         self.started = started
         self.deadline = deadline
         self.heartbeat_seconds = heartbeat_seconds
-        self.client_gone = client_gone
+        self.client = client
         self.on_finish = on_finish
         self.summary = Summary()
         self.failure: Failure | None = None
@@ -94,6 +108,7 @@ class Relay:
         self.text_parts: list[str] = []
         self.reasoning_parts: list[str] = []
         self._seq = 0
+        self._finished = False
 
     def _handle(self, event: Any, keep: bool) -> bytes:
         """Apply one event to the summary and return its bytes on the wire."""
@@ -117,11 +132,22 @@ class Relay:
             self.failure = event
         return b""
 
+    def _bound_writes(self) -> None:
+        """Let a write to a client that stopped reading fail at the deadline instead of hanging."""
+        if self.client is not None:
+            with contextlib.suppress(OSError):
+                self.client.settimeout(max(0.1, self.deadline - time.monotonic() + 1))
+
     def events(self, keep: bool = False) -> Iterator[bytes]:
         """Yield the response body chunk by chunk until the stream ends, fails or runs out of time."""
         writer = self.writer
-        last_write = time.monotonic()
+        ping = writer.ping if writer else None
+        original_timeout = self.client.gettimeout() if self.client is not None else None
+        last_write = last_check = time.monotonic()
         try:
+            self._bound_writes()
+            if self.start:
+                yield self.start
             while True:
                 now = time.monotonic()
                 if now >= self.deadline:
@@ -132,17 +158,19 @@ class Relay:
                     if writer:
                         yield writer.end(self.summary)
                     return
-                wait = min(self.deadline - now, PEER_CHECK_SECONDS)
-                if writer and writer.ping:
-                    wait = max(0.0, min(wait, last_write + self.heartbeat_seconds - now))
-                batch = self.pump.get(wait)
-                if batch is None:
-                    if self.client_gone():
-                        self.pump.cancel()
+                if now - last_check >= PEER_CHECK_SECONDS:
+                    # Checked on a timer, not only in silences: a JSON or reasoning phase writes nothing.
+                    last_check = now
+                    if peer_closed(self.client):
                         return
-                    if writer and writer.ping and time.monotonic() - last_write >= self.heartbeat_seconds:
+                wait = min(self.deadline - now, PEER_CHECK_SECONDS - (now - last_check))
+                if ping:
+                    wait = min(wait, last_write + self.heartbeat_seconds - now)
+                batch = self.pump.get(max(0.0, wait))
+                if batch is None:
+                    if ping and time.monotonic() - last_write >= self.heartbeat_seconds:
                         last_write = time.monotonic()
-                        yield writer.ping
+                        yield ping
                     continue
                 ended = batch[-1] is _END
                 chunk = b"".join([self._handle(event, keep) for event in batch if event is not _END])
@@ -157,11 +185,20 @@ class Relay:
                 if ended:
                     return
         finally:
-            # Reached on every exit, including the server closing us when the client left.
-            self.pump.cancel()
-            if self.summary.duration_ms is None:
-                self.summary.duration_ms = _ms_since(self.started)
-            self.on_finish(self)
+            if self.client is not None:
+                with contextlib.suppress(OSError):
+                    self.client.settimeout(original_timeout)
+            self.close()
+
+    def close(self) -> None:
+        """Stop Bedrock and log the outcome, once; also called if the body was never iterated."""
+        if self._finished:
+            return
+        self._finished = True
+        self.pump.cancel()
+        if self.summary.duration_ms is None:
+            self.summary.duration_ms = _ms_since(self.started)
+        self.on_finish(self)
 
     def collect(self) -> None:
         """Run the whole stream without writing, keeping the text for a single JSON answer."""

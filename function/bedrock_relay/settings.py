@@ -56,6 +56,10 @@ class Settings:
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
         """Return a copy with the given fields replaced (tests pass a dict)."""
+        overrides = dict(overrides)
+        if "model_id" in overrides and self.allowed_model_ids == (self.model_id,):
+            # The allowed list was only the default model: let it follow the new one.
+            overrides.setdefault("allowed_model_ids", ())
         return replace(self, **overrides)
 
 

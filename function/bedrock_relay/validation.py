@@ -37,6 +37,8 @@ def parse_body(raw: bytes) -> dict:
         raise InvalidRequest("the body is not UTF-8 encoded JSON", "invalid_json") from None
     except ValueError as exc:
         raise InvalidRequest(f"the body is not valid JSON: {exc}", "invalid_json") from None
+    except RecursionError:
+        raise InvalidRequest("the body is nested too deeply", "invalid_json") from None
     if not isinstance(body, dict):
         raise InvalidRequest("the body must be a JSON object", "invalid_json")
     return body

@@ -1,0 +1,235 @@
+"""The chat page in real headless Chromium, against the app and the Bedrock stand-in."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, MISSING_CHROMIUM, ChunkCuttingProxy, SecondOrigin
+from tests.conftest import wait_for_record
+from tests.harness import ROOT, start_app
+
+if not Path(CHROMIUM).exists():
+    pytest.skip(MISSING_CHROMIUM, allow_module_level=True)
+
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+SCREENSHOT = ROOT / "docs" / "screenshot.png"
+ANSWER = ".turn:last-child .answer"
+ERROR = ".turn:last-child .message"
+STATS = ".turn:last-child .stats"
+
+# Records, for each chunk the page's reader gets, whether it is valid UTF-8 on its own.
+RECORD_CHUNKS = """
+window.__chunks = [];
+const read = ReadableStreamDefaultReader.prototype.read;
+ReadableStreamDefaultReader.prototype.read = async function () {
+  const result = await read.call(this);
+  if (result.value instanceof Uint8Array) {
+    let whole = true;
+    try { new TextDecoder("utf-8", { fatal: true }).decode(result.value); } catch { whole = false; }
+    window.__chunks.push(whole);
+  }
+  return result;
+};
+"""
+
+
+def tag() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 960, "height": 720}, color_scheme="light")
+    context.set_default_timeout(15_000)
+    yield context.new_page()
+    context.close()
+
+
+def ask(page: Page, text: str) -> None:
+    page.fill("#prompt", text)
+    page.press("#prompt", "Enter")
+
+
+def answer_text(page: Page) -> str:
+    return page.locator(ANSWER).text_content() or ""
+
+
+def shown_stats(page: Page) -> dict[str, str]:
+    """Return the last answer's statistics, name to value."""
+    return page.evaluate(
+        f"""Object.fromEntries([...document.querySelectorAll('{STATS} div')]
+          .map((item) => [item.querySelector('dt').textContent, item.querySelector('dd').textContent]))"""
+    )
+
+
+def record_for(standin, label: str):
+    return next(r for r in standin.records if r.scenario["id"] == label)
+
+
+def test_the_answer_grows_in_the_page_while_the_stand_in_is_still_generating(page, app, standin):
+    label = tag()
+    page.goto(app.url)
+    ask(page, f"[standin id={label} tokens=40 tps=10]")
+    page.wait_for_function(f"document.querySelector('{ANSWER}')?.textContent.length > 0")
+    early = answer_text(page)
+    record = record_for(standin, label)
+    early_outcome, early_sent = record.outcome, record.tokens_sent
+    expect(page.locator("#status")).to_have_text("Answer complete: end_turn.")
+    final = answer_text(page)
+    assert early_outcome == "streaming", "the first words appeared only after the stand-in finished"
+    assert early_sent < 40
+    assert final.startswith(early)
+    assert len(final.split()) == 40 > len(early.split())
+    stats = shown_stats(page)
+    assert stats["Stop reason"] == "end_turn"
+    assert stats["Usage"].endswith(" in, 40 out")
+    assert stats["Time to first token"].endswith(" ms")
+    assert float(stats["Tokens/s"]) > 0
+    expect(page.locator(".turn:last-child .assistant")).to_have_attribute("aria-busy", "false")
+
+
+def test_a_second_turn_sends_the_whole_conversation_and_shows_reasoning(page, app, standin):
+    sent = []
+    page.on("request", lambda request: request.method == "POST" and sent.append(request.post_data_json))
+    page.goto(app.url)
+    first_prompt = "What does streaming change? [standin tokens=30 tps=60]"
+    ask(page, first_prompt)
+    expect(page.locator("#status")).to_have_text("Answer complete: end_turn.")
+    first_answer = answer_text(page)
+    label = tag()
+    # Shift+Enter adds a line instead of sending.
+    second_prompt = f"And how do you think it through?\n[standin id={label} reasoning=12 tokens=150 tps=12]"
+    first_line, second_line = second_prompt.split("\n")
+    page.fill("#prompt", first_line)
+    page.press("#prompt", "Shift+Enter")
+    page.type("#prompt", second_line)
+    assert len(sent) == 1
+    page.press("#prompt", "Enter")
+    page.wait_for_function(f"document.querySelector('{ANSWER}')?.textContent.split(' ').length > 25")
+    expect(page.locator(".turn:last-child .reasoning-text")).to_contain_text("First I consider")
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=SCREENSHOT)
+    assert record_for(standin, label).outcome == "streaming", "the screenshot must show the page mid-stream"
+    assert sent[1]["messages"] == [
+        {"role": "user", "content": first_prompt},
+        {"role": "assistant", "content": first_answer},
+        {"role": "user", "content": second_prompt},
+    ]
+    # Reasoning is shown apart from the answer, never inside it.
+    assert "First I consider" not in answer_text(page)
+    page.click("#stop")
+
+
+def test_stop_ends_the_request_and_the_stand_in_sees_its_connection_closed(page, app, standin):
+    label = tag()
+    page.goto(app.url)
+    ask(page, f"[standin id={label} tokens=400 tps=20]")
+    expect(page.locator("#stop")).to_be_enabled()
+    page.wait_for_function(f"document.querySelector('{ANSWER}')?.textContent.length > 0")
+    page.click("#stop")
+    record = wait_for_record(standin, label, "client_closed")
+    assert record.tokens_sent < 400
+    expect(page.locator("#status")).to_have_text("Stopped.")
+    expect(page.locator(ERROR)).to_contain_text("Stopped before the end")
+    expect(page.locator("#stop")).to_be_disabled()
+    expect(page.locator("#send")).to_be_enabled()
+    assert answer_text(page)
+
+
+def test_an_error_before_the_stream_is_shown_and_the_prompt_kept(page, app):
+    page.goto(app.url)
+    prompt = "[standin error=ThrottlingException]"
+    ask(page, prompt)
+    error = page.locator(ERROR)
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("ThrottlingException")
+    expect(error).to_contain_text("stand-in acted out ThrottlingException")
+    expect(page.locator("#prompt")).to_have_value(prompt)
+    assert answer_text(page) == ""
+
+
+def test_an_error_inside_the_stream_is_shown_after_the_partial_answer(page, app):
+    page.goto(app.url)
+    ask(page, "[standin tokens=10 stream_error=modelStreamErrorException after=3]")
+    error = page.locator(ERROR)
+    expect(error).to_contain_text("modelStreamErrorException")
+    expect(page.locator("#status")).to_have_text("The answer stopped with an error.")
+    assert len(answer_text(page).split()) == 3
+
+
+@pytest.fixture
+def cutting_proxy(app) -> Iterator[ChunkCuttingProxy]:
+    proxy = ChunkCuttingProxy(int(app.url.rsplit(":", 1)[1]))
+    yield proxy
+    proxy.stop()
+
+
+def test_multi_byte_text_split_across_chunks_renders_intact(page, app, cutting_proxy):
+    prompt = "[standin text=unicode tokens=30 tps=40]"
+    expected = httpx.post(
+        f"{app.url}/chat", json={"messages": [{"role": "user", "content": prompt}]}, timeout=30
+    ).text
+    page.add_init_script(RECORD_CHUNKS)
+    page.goto(cutting_proxy.url)
+    ask(page, prompt)
+    expect(page.locator("#status")).to_have_text("Answer complete: end_turn.")
+    chunks = page.evaluate("window.__chunks")
+    assert False in chunks, "no chunk ended inside a character: the test did not split any"
+    assert "\ufffd" not in answer_text(page)
+    assert answer_text(page) == expected
+
+
+@pytest.fixture
+def second_origin() -> Iterator[SecondOrigin]:
+    site = SecondOrigin()
+    yield site
+    site.stop()
+
+
+def test_a_page_on_another_origin_streams_when_cors_allows_it(page, standin, second_origin):
+    cors_app = start_app(standin.url, CORS_ALLOW_ORIGINS=second_origin.url)
+    try:
+        second_origin.serve_page_for(f"{cors_app.url}/chat")
+        page.goto(second_origin.url)
+        ask(page, "[standin tokens=12 tps=0]")
+        expect(page.locator("#status")).to_have_text("Answer complete: end_turn.")
+        assert len(answer_text(page).split()) == 12
+        request_id = page.evaluate(
+            """async (url) => {
+              const response = await fetch(url, {method: "POST",
+                headers: {"Content-Type": "application/json"},
+                body: JSON.stringify({prompt: "[standin tokens=2 tps=0]"})});
+              await response.text();
+              return response.headers.get("X-Request-Id");
+            }""",
+            f"{cors_app.url}/chat",
+        )
+        assert request_id, "X-Request-Id is not exposed to the other origin"
+    finally:
+        cors_app.stop()
+
+
+def test_a_page_on_another_origin_is_refused_without_the_cors_setting(page, app, standin, second_origin):
+    label = tag()
+    second_origin.serve_page_for(f"{app.url}/chat")
+    page.goto(second_origin.url)
+    ask(page, f"[standin id={label}]")
+    expect(page.locator(ERROR)).to_contain_text("network_error")
+    expect(page.locator("#status")).to_have_text("The request failed.")
+    assert answer_text(page) == ""
+    # The browser's preflight was refused, so the chat request never reached Bedrock.
+    assert not [r for r in standin.records if r.scenario["id"] == label]
