@@ -16,21 +16,24 @@ def rows(figures: dict) -> list[tuple[str, str, str, str]]:
         verdict = "" if met is None else ("met" if met else "MISSED")
         out.append((name, f"{value:g} {unit}".strip(), target, verdict))
 
-    latency = figures["latency"]["by_reader"]
-    floor = latency["direct"]
-    add("floor (direct boto3) added p50 / p99 / max", floor["p50_ms"], "ms")
-    out[-1] = (out[-1][0], f"{floor['p50_ms']:g} / {floor['p99_ms']:g} / {floor['max_ms']:g} ms", "", "")
-    for kind in FORMATS:
-        f = latency[kind]
-        out.append(
-            (
-                f"{kind}: added p50 / p99 / max",
-                f"{f['p50_ms']:g} / {f['p99_ms']:g} / {f['max_ms']:g} ms",
-                "",
-                "",
+    for key, mode in (("latency", "shared machine"), ("latency_realtime", "real-time scheduling")):
+        if key not in figures:
+            continue
+        latency = figures[key]["by_reader"]
+        for kind in ("direct", *FORMATS):
+            f = latency[kind]
+            name = "floor (direct boto3)" if kind == "direct" else kind
+            out.append(
+                (
+                    f"[{mode}] {name}: added p50 / p99 / max",
+                    f"{f['p50_ms']:g} / {f['p99_ms']:g} / {f['max_ms']:g} ms",
+                    "",
+                    "",
+                )
             )
-        )
-        add(f"{kind}: p99 over floor", f["p99_over_floor_ms"], "ms", "<= 1 ms", f["p99_over_floor_ms"] <= 1)
+        for kind in FORMATS:
+            over = latency[kind]["p99_over_floor_ms"]
+            add(f"[{mode}] {kind}: p99 over floor", over, "ms", "<= 1 ms", over <= 1)
     first = figures["first_token"]["by_reader"]
     for kind in FORMATS:
         value = first[kind]["first_byte_overhead_median_ms"]
@@ -142,48 +145,51 @@ def markdown(figures: dict) -> str:
     return "\n".join(lines)
 
 
-def write(figures: dict, samples: dict[str, list[float]], out: Path) -> list[Path]:
+def write(figures: dict, panels: dict[str, dict[str, list[float]]], out: Path) -> list[Path]:
     """Write bench.json, bench.md and bench.png into out and return their paths."""
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "bench.json", out / "bench.md", out / "bench.png"]
     paths[0].write_text(json.dumps(figures, indent=2) + "\n")
     paths[1].write_text(markdown(figures) + "\n")
-    chart(samples, figures, paths[2])
+    chart(panels, figures, paths[2])
     return paths
 
 
-def chart(samples: dict[str, list[float]], figures: dict, path: Path) -> None:
-    """Plot the distribution (CDF) of added latency per reader, floor included."""
+def chart(panels: dict[str, dict[str, list[float]]], figures: dict, path: Path) -> None:
+    """Plot the distribution (CDF) of added latency per reader, floor included, one panel per mode."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
-    for name, values in samples.items():
-        ordered = sorted(v * 1000 for v in values)
-        if not ordered:
-            continue
-        ys = [(i + 1) / len(ordered) for i in range(len(ordered))]
-        ax.step(
-            ordered,
-            ys,
-            where="post",
-            label=f"{name} (n={len(ordered)})",
-            linewidth=2.2 if name.startswith("direct") else 1.4,
-        )
-    ax.set_xscale("log")
-    ax.set_xlabel("added latency per token: arrival - emit (ms, log scale)")
-    ax.set_ylabel("fraction of tokens")
-    ax.axhline(0.99, color="grey", linewidth=0.6, linestyle=":")
-    tps = figures["latency"]["tps"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.8), dpi=110, sharey=True)
+    axes = axes if len(panels) > 1 else [axes]
+    for ax, (title, samples) in zip(axes, panels.items(), strict=True):
+        for name, values in samples.items():
+            ordered = sorted(v * 1000 for v in values)
+            if not ordered:
+                continue
+            ys = [(i + 1) / len(ordered) for i in range(len(ordered))]
+            ax.step(
+                ordered,
+                ys,
+                where="post",
+                label=f"{name} (n={len(ordered)})",
+                linewidth=2.4 if name.startswith("direct") else 1.3,
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("added latency per token: arrival - emit (ms, log scale)")
+        ax.axhline(0.99, color="grey", linewidth=0.6, linestyle=":")
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    axes[0].set_ylabel("fraction of tokens")
     machine = figures["machine"]
-    ax.set_title(
-        f"Relay vs direct boto3 at {tps:g} tok/s - {machine['cores']} cores, {machine['cpu_model']}",
-        fontsize=9,
+    fig.suptitle(
+        f"Relay vs direct boto3 at {figures['latency']['tps']:g} tok/s: {machine['cores']} cores, "
+        f"{machine['cpu_model']}, Python {machine['python']}",
+        fontsize=10,
     )
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

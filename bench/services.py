@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,6 +145,11 @@ def memory_kb(pid: int) -> dict[str, int]:
     return {"rss_kb": values["VmRSS"], "peak_kb": values["VmHWM"], "pss_kb": values.get("Pss", 0)}
 
 
+def app_pids(service: Service) -> list[int]:
+    """Return gunicorn's arbiter and its workers."""
+    return [service.process.pid, *child_pids(service.process.pid)]
+
+
 def app_memory(service: Service) -> dict:
     """Return the memory of gunicorn's arbiter and its worker, and their total PSS, in MB."""
     arbiter = service.process.pid
@@ -173,3 +180,33 @@ def machine() -> dict:
         "platform": sys.platform,
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+@contextlib.contextmanager
+def realtime(pids: list[int]) -> Iterator[None]:
+    """Run every thread of these processes under SCHED_RR, so other tenants' load cannot delay them.
+
+    Used only for paced phases that need little CPU; the threads they start inherit the policy.
+    """
+
+    def apply(policy: int, priority: int) -> None:
+        for pid in pids:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError):
+                    os.sched_setscheduler(int(tid), policy, os.sched_param(priority))
+
+    apply(os.SCHED_RR, 10)
+    try:
+        yield
+    finally:
+        apply(os.SCHED_OTHER, 0)
+
+
+def can_use_realtime() -> bool:
+    """Tell whether this process may use real-time scheduling (root, or CAP_SYS_NICE)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(1))
+    except (OSError, AttributeError):
+        return False
+    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    return True
