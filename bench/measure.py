@@ -190,8 +190,12 @@ def _in_order_prefix(arrivals: list) -> int:
 
 
 def soak(app: services.Service, minutes: float, tps: float = 100) -> dict:
-    """One stream at a realistic pace for minutes, sampling the worker's memory."""
-    tokens = int(minutes * 60 * tps)
+    """One stream at a realistic pace for minutes, sampling the worker's memory.
+
+    It ends 5 s short, so a 15-minute soak fits inside the app's 900 s stream cap
+    (MAX_STREAM_SECONDS, Lambda's own limit) instead of being stopped by it.
+    """
+    tokens = int((minutes * 60 - 5) * tps)
     sampler = _Sampler(app, 5.0).start()
     result = relay_stream(app.url, FORMATS["sse"], prompt(tokens, tps, 0.05, "soak"), tokens)
     samples = sampler.stop()
