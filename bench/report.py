@@ -117,7 +117,15 @@ def rows(figures: dict) -> list[tuple[str, str, str, str]]:
         conc["wall_ratio"] <= 1.6,
     )
     soak = figures["soak"]
-    add(f"soak {soak['minutes']:g} min: completed", int(soak["complete"]), "(1 = yes)")
+    out.append(
+        (
+            f"soak {soak['minutes']:g} min: every token, in order, clean end",
+            f"{'yes' if soak['complete'] else 'NO'} "
+            f"({soak['tokens']} tokens, p99 added {soak['added']['p99_ms']:g} ms)",
+            "completes",
+            "met" if soak["complete"] else "MISSED",
+        )
+    )
     add("soak: worker RSS first / last / slope", soak["worker_rss_first_mb"], "MB")
     out[-1] = (
         out[-1][0],
