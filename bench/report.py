@@ -169,6 +169,7 @@ def chart(panels: dict[str, dict[str, list[float]]], figures: dict, path: Path) 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.8), dpi=110, sharey=True)
     axes = axes if len(panels) > 1 else [axes]
@@ -186,6 +187,8 @@ def chart(panels: dict[str, dict[str, list[float]]], figures: dict, path: Path) 
                 linewidth=2.4 if name.startswith("direct") else 1.3,
             )
         ax.set_xscale("log")
+        # Minor tick labels on a log axis collide; the major ones are enough.
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("added latency per token: arrival - emit (ms, log scale)")
         ax.axhline(0.99, color="grey", linewidth=0.6, linestyle=":")
         ax.set_title(title, fontsize=10)
