@@ -12,6 +12,9 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
 threads = int(os.environ.get("WEB_THREADS", "64"))
 # Outlive the idle keep-alive of LWA's connection pool, so no request lands on a closing socket.
 keepalive = 75
+# No control socket: it starts an asyncio thread in the arbiter on the cold path, and
+# Lambda's read-only home directory has nowhere to put it.
+control_socket_disable = True
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "warning").lower()

@@ -8,6 +8,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
 
 TAG = re.compile(r"\[standin((?:\s+[a-z_]+=[^\s\]]+)*)\s*\]")
+# With `stamp=1` each answer delta ends with `<index@emit time>`, on time.monotonic(): one
+# clock for every process on the machine, so a reader can measure arrival minus emit.
+STAMP = re.compile(r"<(\d+)@(\d+\.\d+)>")
 
 # HTTP status Bedrock answers with for each error converse_stream() can raise.
 ERROR_STATUS = {
@@ -73,6 +76,7 @@ class Scenario:
     truncate: str = ""  # "clean" or "midframe": end the stream early, after `after` tokens
     silence: float = 0.0  # pause this many seconds after `after` tokens
     after: int = 0
+    stamp: int = 0  # 1: end each answer delta with its index and emit time (see STAMP)
     id: str = ""  # a label, so a test can find its request in the stand-in's records
 
     def check(self) -> Scenario:
@@ -113,6 +117,11 @@ def answer_tokens(scenario: Scenario, count: int, seed: str) -> Iterator[str]:
     for i in range(count):
         word = vocabulary[(start + i) % len(vocabulary)]
         yield word if i == 0 else " " + word
+
+
+def stamped(text: str, index: int, emitted: float) -> str:
+    """Return an answer delta carrying its index and emit time, as STAMP reads them."""
+    return f"{text}<{index}@{emitted:.6f}>"
 
 
 def reasoning_tokens(scenario: Scenario) -> list[str]:

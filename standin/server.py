@@ -14,7 +14,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
 from . import eventstream
-from .scenarios import ERROR_STATUS, Scenario, ScenarioError, answer_tokens, parse, reasoning_tokens
+from .scenarios import (
+    ERROR_STATUS,
+    Scenario,
+    ScenarioError,
+    answer_tokens,
+    parse,
+    reasoning_tokens,
+    stamped,
+)
 
 PATH_PREFIX, PATH_SUFFIX = "/model/", "/converse-stream"
 
@@ -39,6 +47,9 @@ class Handler(BaseHTTPRequestHandler):
     """Serves POST /model/{modelId}/converse-stream and GET /_standin/requests."""
 
     protocol_version = "HTTP/1.1"
+    # Send each frame at once, as Bedrock does: Nagle would hold a frame that follows
+    # another within the peer's delayed-ACK time (40 ms on Linux).
+    disable_nagle_algorithm = True
     server: StandInServer
 
     def log_message(self, format: str, *args: object) -> None:
@@ -102,6 +113,8 @@ class Handler(BaseHTTPRequestHandler):
                 return
             if scenario.tps:
                 self._wait(started + i / scenario.tps - time.monotonic())
+            if scenario.stamp:
+                text = stamped(text, i, time.monotonic())
             self._delta(index, {"text": text})
             record.tokens_sent += 1
         if count <= scenario.after and self._interrupt(scenario, record):

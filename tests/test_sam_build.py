@@ -61,7 +61,7 @@ def test_function_artifact_holds_only_the_code(build_dir: Path):
 @pytest.mark.parametrize("layer", sorted(ELF_MACHINES))
 def test_each_layer_holds_the_runtime_dependencies_built_for_its_architecture(build_dir: Path, layer: str):
     site = build_dir / layer / "python"
-    assert {"flask", "gunicorn", "boto3", "botocore"} <= {path.name for path in site.iterdir()}
+    assert {"flask", "gunicorn", "botocore"} <= {path.name for path in site.iterdir()}
     extensions = list(site.rglob(f"*.cpython-{runtime_version().replace('.', '')}-*.so"))
     assert extensions, "no compiled extension for the runtime's Python version"
     for extension in extensions:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import boto3
 import pytest
 from botocore.config import Config
@@ -9,7 +11,7 @@ from botocore.eventstream import ChecksumMismatch, EventStreamBuffer
 from botocore.exceptions import ClientError, EventStreamError
 
 from standin import eventstream
-from standin.scenarios import Scenario, ScenarioError, parse
+from standin.scenarios import STAMP, Scenario, ScenarioError, parse
 from tests.harness import OFFLINE_AWS_ENV
 
 
@@ -82,3 +84,15 @@ def test_tag_overrides_defaults_and_rejects_unknown_keys():
         parse("[standin bogus=1]", Scenario())
     with pytest.raises(ScenarioError, match="stream_error"):
         parse("[standin stream_error=nope]", Scenario())
+
+
+def test_stamped_deltas_carry_their_index_and_emit_time(bedrock):
+    before = time.monotonic()
+    events = converse(bedrock, "[standin tokens=4 tps=0 ttft=0 stamp=1]")
+    after = time.monotonic()
+    texts = [e["contentBlockDelta"]["delta"]["text"] for e in events if "contentBlockDelta" in e]
+    stamps = [STAMP.search(text) for text in texts]
+    assert [int(m.group(1)) for m in stamps] == [0, 1, 2, 3]
+    emitted = [float(m.group(2)) for m in stamps]
+    assert before <= emitted[0] <= emitted[-1] <= after
+    assert all(text[: m.start()].strip() for text, m in zip(texts, stamps, strict=True))

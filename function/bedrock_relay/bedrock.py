@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -66,7 +66,8 @@ def make_client(settings: Settings) -> Any:
         retries={"mode": "standard", "total_max_attempts": settings.bedrock_max_attempts},
         tcp_keepalive=True,
     )
-    return boto3.session.Session().client("bedrock-runtime", config=config)
+    # botocore directly: boto3 adds only import time here (it loads s3transfer), the client is the same.
+    return botocore.session.get_session().create_client("bedrock-runtime", config=config)
 
 
 def open_stream(client: Any, request: dict, retry_after: int) -> Any:

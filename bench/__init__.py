@@ -1,0 +1,1 @@
+"""The relay's benchmark: added latency, first byte, throughput, cold start, memory, concurrency, soak."""

@@ -1,0 +1,92 @@
+"""Runs the benchmark: `python -m bench [--minutes 2] [--out bench-results] [--quick]`."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import time
+from pathlib import Path
+
+from tests.harness import OFFLINE_AWS_ENV
+
+from . import measure, report, services
+from .clients import direct_client
+
+
+def main() -> None:
+    """Parse the command line, run every measurement against one stand-in, and write the results."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--minutes", type=float, default=2.0, help="soak length (default 2; 15 for the proof)"
+    )
+    parser.add_argument("--out", type=Path, default=Path("bench-results"), help="where results go")
+    parser.add_argument("--quick", action="store_true", help="a short smoke run; figures are not meaningful")
+    args = parser.parse_args()
+    quick = args.quick
+    os.environ.update(OFFLINE_AWS_ENV)
+    app_env = {"MAX_TOKENS_LIMIT": "200000"}
+    figures: dict = {"machine": services.machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    began = time.monotonic()
+
+    def step(name: str) -> None:
+        print(f"[{time.monotonic() - began:6.1f}s] {name}", file=sys.stderr, flush=True)
+
+    # The bench's own collector would pause its readers; floor and relay alike run without it.
+    gc.disable()
+    standin = services.start_standin()
+    app = services.start_app(standin.url, **app_env)
+    panels: dict[str, dict[str, list[float]]] = {}
+    try:
+        figures["memory_after_start"] = services.app_memory(app)
+        client = direct_client(standin.url)
+        step("first token")
+        figures["first_token"] = measure.first_token(app.url, client, 5 if quick else 30)
+        tokens, rounds = (100, 2) if quick else (300, 4)
+        step("added latency at 100 tok/s")
+        figures["latency"] = measure.added_latency(app.url, client, tokens, rounds)
+        panels["shared machine (normal scheduling)"] = _named(figures["latency"].pop("samples"))
+        if services.can_use_realtime():
+            step("added latency at 100 tok/s, real-time scheduling")
+            with services.realtime([os.getpid(), standin.process.pid, *services.app_pids(app)]):
+                figures["latency_realtime"] = measure.added_latency(app.url, client, tokens, rounds)
+            panels["real-time scheduling (other load cannot preempt)"] = _named(
+                figures["latency_realtime"].pop("samples")
+            )
+        step("throughput at full speed")
+        figures["throughput"] = measure.throughput(
+            app.url, client, 5000 if quick else 30000, 1 if quick else 3
+        )
+        step("memory over a 100k-token stream")
+        figures["memory"] = measure.memory(app, 10000 if quick else 100000)
+        step("64 concurrent streams at 50 tok/s")
+        figures["concurrency"] = measure.concurrency(app.url, 64, 100 if quick else 500, 50)
+        panels["shared machine (normal scheduling)"]["64 concurrent, sse"] = figures["concurrency"].pop(
+            "samples"
+        )
+        step(f"soak, {args.minutes:g} min")
+        figures["soak"] = measure.soak(app, 0.1 if quick else args.minutes)
+    finally:
+        app.stop()
+    try:
+        step("cold start")
+        figures["cold_start"] = measure.cold_start(standin.url, 2 if quick else 9, **app_env)
+    finally:
+        standin.stop()
+    figures["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    figures["duration_s"] = round(time.monotonic() - began, 1)
+    step("done")
+    print(report.table(figures))
+    for path in report.write(figures, panels, args.out):
+        print(f"wrote {path}", file=sys.stderr)
+
+
+def _named(samples: dict[str, list[float]]) -> dict[str, list[float]]:
+    return {
+        ("direct boto3 (floor)" if kind == "direct" else kind): values for kind, values in samples.items()
+    }
+
+
+if __name__ == "__main__":
+    main()
