@@ -16,6 +16,10 @@ def rows(figures: dict) -> list[tuple[str, str, str, str]]:
         verdict = "" if met is None else ("met" if met else "MISSED")
         out.append((name, f"{value:g} {unit}".strip(), target, verdict))
 
+    def note(name: str, text: str) -> None:
+        """Add a context row whose value is already formatted."""
+        out.append((name, text, "", ""))
+
     for key, mode in (("latency", "shared machine"), ("latency_realtime", "real-time scheduling")):
         if key not in figures:
             continue
@@ -23,13 +27,9 @@ def rows(figures: dict) -> list[tuple[str, str, str, str]]:
         for kind in ("direct", *FORMATS):
             f = latency[kind]
             name = "floor (direct boto3)" if kind == "direct" else kind
-            out.append(
-                (
-                    f"[{mode}] {name}: added p50 / p99 / max",
-                    f"{f['p50_ms']:g} / {f['p99_ms']:g} / {f['max_ms']:g} ms",
-                    "",
-                    "",
-                )
+            note(
+                f"[{mode}] {name}: added p50 / p99 / max",
+                f"{f['p50_ms']:g} / {f['p99_ms']:g} / {f['max_ms']:g} ms",
             )
         for kind in FORMATS:
             over = latency[kind]["p99_over_floor_ms"]
@@ -38,17 +38,10 @@ def rows(figures: dict) -> list[tuple[str, str, str, str]]:
     for kind in FORMATS:
         value = first[kind]["first_byte_overhead_median_ms"]
         add(f"{kind}: first-byte overhead, median", value, "ms", "<= 3 ms", value <= 3)
-    add(
+    note(
         "request to first token, direct / relay sse, median",
-        first["direct"]["request_to_first_token_median_ms"],
-        "ms",
-    )
-    out[-1] = (
-        out[-1][0],
         f"{first['direct']['request_to_first_token_median_ms']:g} / "
         f"{first['sse']['request_to_first_token_median_ms']:g} ms",
-        "",
-        "",
     )
     through = figures["throughput"]["by_reader"]
     for kind in FORMATS:
@@ -126,13 +119,10 @@ def rows(figures: dict) -> list[tuple[str, str, str, str]]:
             "met" if soak["complete"] else "MISSED",
         )
     )
-    add("soak: worker RSS first / last / slope", soak["worker_rss_first_mb"], "MB")
-    out[-1] = (
-        out[-1][0],
+    note(
+        "soak: worker RSS first / last / slope",
         f"{soak['worker_rss_first_mb']:g} / {soak['worker_rss_last_mb']:g} MB, "
         f"{soak['worker_rss_slope_mb_per_min']:g} MB/min",
-        "",
-        "",
     )
     return out
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.harness import RUN_SH, free_port, offline_env
+from tests.harness import RUN_SH, free_port, offline_env, stop_process
 
 POLL_SECONDS = 0.005  # LWA polls readiness every 10 ms; half that resolves the figure better
 
@@ -52,12 +52,7 @@ class Service:
 
     def stop(self) -> None:
         """Stop the process and wait for it."""
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
 
 
 def start_standin() -> Service:

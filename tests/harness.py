@@ -76,12 +76,18 @@ class AppProcess:
 
     def stop(self) -> None:
         """Stop the server and wait for it to exit."""
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop_process(self.process)
         self.log_path.unlink(missing_ok=True)
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """Ask a process to stop, kill it if it will not, and wait for it."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def start_app(
