@@ -22,7 +22,9 @@ SigV4Auth(credentials, "lambda", region).add_auth(request)
 # stream=True hands over each chunk as it arrives; no read timeout, as a stream may last 15 minutes.
 headers = dict(request.headers)
 with requests.post(url, data=body, headers=headers, stream=True, timeout=(10, None)) as response:
-    response.raise_for_status()
+    if response.status_code >= 400:
+        # The relay's JSON error names the problem; raise_for_status() would hide it.
+        sys.exit(f"HTTP {response.status_code}: {response.text}")
     for text in response.iter_content(chunk_size=None, decode_unicode=True):
         print(text, end="", flush=True)
 print()

@@ -33,7 +33,12 @@ def load_credentials(environ: Mapping[str, str] | None = None, aws_cli: str = "a
         raise CredentialsError(
             "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or install the AWS CLI v2"
         ) from None
+    except subprocess.TimeoutExpired:
+        raise CredentialsError("`aws configure export-credentials` did not answer within 60 s") from None
     if done.returncode != 0:
         raise CredentialsError(f"`aws configure export-credentials` failed: {done.stderr.strip()}")
-    exported = json.loads(done.stdout)
-    return Credentials(exported["AccessKeyId"], exported["SecretAccessKey"], exported.get("SessionToken"))
+    try:
+        exported = json.loads(done.stdout)
+        return Credentials(exported["AccessKeyId"], exported["SecretAccessKey"], exported.get("SessionToken"))
+    except (ValueError, KeyError, TypeError):
+        raise CredentialsError("`aws configure export-credentials` printed no credentials") from None

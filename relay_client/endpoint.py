@@ -19,11 +19,12 @@ class EndpointError(RuntimeError):
 
 def url_from_stack(stack_name: str, cloudformation: Any = None, region: str | None = None) -> str:
     """Return the stack's FunctionUrl output; `cloudformation` is a boto3 client, built when None."""
-    cloudformation = cloudformation or boto3.client("cloudformation", region_name=region)
     try:
+        cloudformation = cloudformation or boto3.client("cloudformation", region_name=region)
         stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
     except (ClientError, BotoCoreError) as exc:
-        raise EndpointError(f"cannot read stack {stack_name!r}: {exc}") from exc
+        hint = " (pass --region or set AWS_REGION)" if "region" in str(exc).lower() else ""
+        raise EndpointError(f"cannot read stack {stack_name!r}: {exc}{hint}") from exc
     for output in stacks[0].get("Outputs", []):
         if output["OutputKey"] == URL_OUTPUT:
             return output["OutputValue"]

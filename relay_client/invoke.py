@@ -24,7 +24,20 @@ FORMATS = {
 
 
 class InvokeError(RuntimeError):
-    """The relay answered with an error status."""
+    """The relay answered with an error status, or its stream ended in an error."""
+
+
+def stream_failure(fmt: str, tail: bytes) -> str | None:
+    """Return why a finished stream is not a complete answer, judged from its last bytes; None if it is."""
+    lines = [line for line in tail.decode(errors="replace").splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    if fmt == "text" and last.startswith("[error] "):
+        return last
+    if fmt == "sse" and not any(line.startswith("event: end") for line in lines[-2:]):
+        return "the stream ended without an `end` event: " + last
+    if fmt == "ndjson" and '"type":"end"' not in last:
+        return "the stream ended without an `end` event: " + last
+    return None
 
 
 def signed_headers(url: str, body: bytes, headers: dict, credentials: Credentials, region: str) -> dict:
@@ -76,9 +89,14 @@ def main(argv: list[str] | None = None) -> int:
         # Only a Lambda Function URL checks signatures; a local relay has nothing to check them with.
         region = function_url_region(url)
         credentials = load_credentials() if region else None
+        tail = b""
         for chunk in stream_chat(url, body, FORMATS[args.format], credentials, region):
             sys.stdout.buffer.write(chunk)
             sys.stdout.buffer.flush()
+            tail = (tail + chunk)[-4096:]
+        failure = stream_failure(args.format, tail)
+        if failure:
+            raise InvokeError(failure)
     except (EndpointError, CredentialsError, InvokeError, requests.RequestException) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -29,12 +29,12 @@ def tool_env() -> dict[str, str]:
     return env
 
 
-def run_tool(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_tool(*args: str, timeout: float = 600, **env: str) -> subprocess.CompletedProcess:
     """Run a tool from .venv-tools in the repository root and return what it did."""
     return subprocess.run(
         [tool(args[0]), *args[1:]],
         cwd=ROOT,
-        env=tool_env(),
+        env={**tool_env(), **env},
         capture_output=True,
         text=True,
         timeout=timeout,

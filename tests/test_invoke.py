@@ -11,6 +11,8 @@ from pathlib import Path
 
 import boto3
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from moto import mock_aws
 
@@ -141,6 +143,40 @@ def test_scripts_invoke_reports_an_error_status(app: AppProcess):
     done = _run_invoke(app.url, "Hi", "--model", "not-allowed")
     assert done.returncode == 1
     assert done.stderr.startswith("error: HTTP 400")
+
+
+@pytest.mark.parametrize("fmt", ["text", "sse", "ndjson"])
+def test_scripts_invoke_fails_when_the_stream_ends_in_an_error(app: AppProcess, fmt: str):
+    done = _run_invoke(app.url, "[standin stream_error=modelStreamErrorException after=2]", "--format", fmt)
+    assert done.returncode == 1
+    assert "error: " in done.stderr and "modelStreamErrorException" in done.stdout + done.stderr
+
+
+def test_a_missing_region_is_an_error_a_user_can_act_on(aws, monkeypatch):
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    with pytest.raises(EndpointError, match="--region"):
+        url_from_stack("any")
+
+
+def _expected_signature(url: str, body: bytes, headers: dict, credentials: Credentials) -> str:
+    """Recompute the signature as the receiving end does, from what arrived."""
+    signed = headers["Authorization"].split("SignedHeaders=")[1].split(",")[0].split(";")
+    received = AWSRequest(
+        method="POST", url=url, data=body, headers={k: v for k, v in headers.items() if k.lower() in signed}
+    )
+    received.context["timestamp"] = headers["X-Amz-Date"]
+    auth = SigV4Auth(credentials, "lambda", "eu-west-1")
+    return auth.signature(auth.string_to_sign(received, auth.canonical_request(received)), received)
+
+
+def test_the_signature_verifies_at_the_receiving_end_and_covers_the_body():
+    credentials = Credentials("AKID", "secret", "token")
+    url, body = DEPLOYED_URL + "chat", b'{"prompt":"Hi"}'
+    headers = invoke.signed_headers(url, body, {"Content-Type": "application/json"}, credentials, "eu-west-1")
+    signature = headers["Authorization"].split("Signature=")[1]
+    assert _expected_signature(url, body, headers, credentials) == signature
+    assert _expected_signature(url, b'{"prompt":"Ho"}', headers, credentials) != signature
 
 
 def _run_invoke(*args: str) -> subprocess.CompletedProcess:

@@ -22,7 +22,15 @@ ELF_MACHINES = {"DependenciesArm64": 0xB7, "DependenciesX86": 0x3E}
 def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The output of `sam build`, for this machine's architecture so the built layer runs here."""
     out = tmp_path_factory.mktemp("sam") / "build"
-    done = run_tool("sam", "build", "--build-dir", str(out), "--parameter-overrides", "Architecture=x86_64")
+    done = run_tool(
+        "sam",
+        "build",
+        "--build-dir",
+        str(out),
+        "--parameter-overrides",
+        "Architecture=x86_64",
+        PYC_PYTHON=find_python(runtime_version()),
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return out
 
@@ -50,12 +58,22 @@ def built_app(
     app.stop()
 
 
-def test_function_artifact_holds_only_the_code(build_dir: Path):
+def test_function_artifact_holds_only_the_code_and_the_page(build_dir: Path):
     task_root = build_dir / "ChatFunction"
     files = {str(path.relative_to(task_root)) for path in task_root.rglob("*") if path.is_file()}
     code = {str(path.relative_to("function")) for path in Path("function").glob("bedrock_relay/*.py")}
-    assert files == {"run.sh", "gunicorn.conf.py"} | code
+    page = {str(path.relative_to("function")) for path in Path("function").glob("static/*")}
+    assert "static/index.html" in page
+    assert files == {"run.sh", "gunicorn.conf.py"} | code | page
     assert os.access(task_root / "run.sh", os.X_OK)
+
+
+def test_the_layer_ships_bytecode_for_the_runtime(build_dir: Path):
+    # /opt is read-only in Lambda: without .pyc files every cold start compiles every module.
+    site = build_dir / "DependenciesX86" / "python"
+    tag = f"cpython-{runtime_version().replace('.', '')}"
+    assert list(site.glob(f"botocore/__pycache__/*.{tag}.pyc"))
+    assert list(site.glob(f"flask/__pycache__/*.{tag}.pyc"))
 
 
 @pytest.mark.parametrize("layer", sorted(ELF_MACHINES))
@@ -91,3 +109,9 @@ def test_built_function_adds_no_cors_headers_of_its_own(built_app: AppProcess):
     )
     assert response.status_code == 200
     assert not [name for name in response.headers if name.lower().startswith("access-control-")]
+
+
+def test_built_function_serves_the_chat_page(built_app: AppProcess):
+    page = httpx.get(f"{built_app.url}/", timeout=10)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert httpx.get(f"{built_app.url}/static/stream-chat.js", timeout=10).status_code == 200
