@@ -187,8 +187,8 @@ def test_new_chat_during_a_stream_leaves_the_new_conversation_alone(page, app):
     page.wait_for_function(f"document.querySelector('{ANSWER}')?.textContent.length > 0")
     page.click("#new-chat")
     fresh = "[standin tokens=5 tps=0]"
-    # The stopped request settles before the next one goes out.
-    page.wait_for_timeout(200)
+    # Send is enabled again once the stopped request has settled.
+    expect(page.locator("#send")).to_be_enabled()
     ask(page, fresh)
     expect(page.locator("#status")).to_have_text("Answer complete: end_turn, 5 tokens.")
     assert sent[-1]["messages"] == [{"role": "user", "content": fresh}]
@@ -217,38 +217,6 @@ def test_an_unanswered_turn_is_marked_and_the_prompt_refilled_only_if_empty(page
     expect(page.locator("#status")).to_have_text("Answer complete: end_turn, 3 tokens.")
     assert sent[-1]["messages"] == [{"role": "user", "content": "[standin tokens=3 tps=0]"}]
     expect(page.locator(".turn:not(.unsent)")).to_have_count(1)
-
-
-@pytest.mark.parametrize(
-    ("status", "content_type", "body", "shown"),
-    [
-        (
-            502,
-            "text/html",
-            "<h1>Bad Gateway</h1>",
-            "http_error (HTTP 502): no JSON error in the answer: <h1>Bad Gateway",
-        ),
-        (
-            500,
-            "application/json",
-            '{"error": "boom"}',
-            'http_error (HTTP 500): no JSON error in the answer: {"error"',
-        ),
-        (200, "text/html", "<p>Sign in</p>", "unexpected_response: HTTP 200 text/html: <p>Sign in</p>"),
-        (
-            200,
-            "text/event-stream",
-            "event: token\ndata: {oops\n\n",
-            "bad_event: a token event is not JSON: {oops",
-        ),
-    ],
-)
-def test_an_answer_that_is_not_the_relay_s_is_shown_clearly(page, app, status, content_type, body, shown):
-    page.route("**/chat", lambda route: route.fulfill(status=status, content_type=content_type, body=body))
-    page.goto(app.url)
-    ask(page, "Hi")
-    expect(page.locator(ERROR)).to_contain_text(f"Error {shown}")
-    expect(page.locator(".turn.unsent")).to_have_count(1)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""stream-chat.js on its own, in real headless Chromium: the SSE parser and how streamChat fails."""
+"""stream-chat.js in real headless Chromium: the SSE parser, and how streamChat fails on odd answers."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from tests.conftest import wait_for_record
 
 if not Path(CHROMIUM).exists():
     pytest.skip(MISSING_CHROMIUM, allow_module_level=True)
+
+from playwright.sync_api import expect
 
 STREAM = "event: token\nid: 1\ndata: a\n\nevent: end\ndata: b\n\n"
 # Each input, and the (type, data, last event id) events it must give.
@@ -77,3 +79,36 @@ def test_an_on_event_that_throws_closes_the_stream_so_the_server_stops(page, app
     assert thrown == "page bug"
     record = wait_for_record(standin, label, "client_closed")
     assert record.tokens_sent < 400
+
+
+@pytest.mark.parametrize(
+    ("status", "content_type", "body", "shown"),
+    [
+        (
+            502,
+            "text/html",
+            "<h1>Bad Gateway</h1>",
+            "http_error (HTTP 502): no JSON error in the answer: <h1>Bad Gateway",
+        ),
+        (
+            500,
+            "application/json",
+            '{"error": "boom"}',
+            'http_error (HTTP 500): no JSON error in the answer: {"error"',
+        ),
+        (200, "text/html", "<p>Sign in</p>", "unexpected_response: HTTP 200 text/html: <p>Sign in</p>"),
+        (
+            200,
+            "text/event-stream",
+            "event: token\ndata: {oops\n\n",
+            "bad_event: a token event is not JSON: {oops",
+        ),
+    ],
+)
+def test_an_answer_that_is_not_the_relay_s_is_shown_clearly(page, app, status, content_type, body, shown):
+    page.route("**/chat", lambda route: route.fulfill(status=status, content_type=content_type, body=body))
+    page.goto(app.url)
+    page.fill("#prompt", "Hi")
+    page.press("#prompt", "Enter")
+    expect(page.locator(".turn .message")).to_contain_text(f"Error {shown}")
+    expect(page.locator(".turn.unsent")).to_have_count(1)
