@@ -82,6 +82,7 @@ class ChunkCuttingProxy:
         self.target_port = target_port
         self.pause = pause
         self.listener = socket.create_server(("127.0.0.1", 0))
+        self.sockets: list[socket.socket] = []
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -92,6 +93,7 @@ class ChunkCuttingProxy:
             except OSError:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self.sockets += [downstream, upstream]
             for sock in (downstream, upstream):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             threading.Thread(target=self._pipe, args=(downstream, upstream, False), daemon=True).start()
@@ -113,6 +115,12 @@ class ChunkCuttingProxy:
             for sock in (source, sink):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+
+    def drop_connections(self) -> None:
+        """Cut every open connection at once, as a failing network would."""
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def stop(self) -> None:
         """Stop accepting connections."""

@@ -36,6 +36,28 @@ def client(app: AppProcess) -> Iterator[httpx.Client]:
         yield http
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """Headless system Chromium; test modules that use it skip first when it is missing."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page in a light, 960x720 window; steps time out after 15 s."""
+    context = browser.new_context(viewport={"width": 960, "height": 720}, color_scheme="light")
+    context.set_default_timeout(15_000)
+    yield context.new_page()
+    context.close()
+
+
 def wait_for_record(standin: StandInServer, tag: str, outcome: str, timeout: float = 5.0) -> Record:
     """Wait until the stand-in's request with this tag reaches the given outcome."""
     end = time.monotonic() + timeout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,14 +10,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, MISSING_CHROMIUM, ChunkCuttingProxy, SecondOrigin
+from tests.browser import CHROMIUM, MISSING_CHROMIUM, ChunkCuttingProxy, SecondOrigin
 from tests.conftest import wait_for_record
 from tests.harness import ROOT, start_app
 
 if not Path(CHROMIUM).exists():
     pytest.skip(MISSING_CHROMIUM, allow_module_level=True)
 
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 SCREENSHOT = ROOT / "docs" / "screenshot.png"
 ANSWER = ".turn:last-child .answer"
@@ -41,22 +42,6 @@ ReadableStreamDefaultReader.prototype.read = async function () {
 
 def tag() -> str:
     return uuid.uuid4().hex[:12]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 960, "height": 720}, color_scheme="light")
-    context.set_default_timeout(15_000)
-    yield context.new_page()
-    context.close()
 
 
 def ask(page: Page, text: str) -> None:
@@ -86,14 +71,17 @@ def test_the_answer_grows_in_the_page_while_the_stand_in_is_still_generating(pag
     ask(page, f"[standin id={label} tokens=40 tps=10]")
     page.wait_for_function(f"document.querySelector('{ANSWER}')?.textContent.length > 0")
     early = answer_text(page)
+    early_stats = shown_stats(page)
     record = record_for(standin, label)
     early_outcome, early_sent = record.outcome, record.tokens_sent
-    expect(page.locator("#status")).to_have_text("Answer complete: end_turn.")
+    expect(page.locator("#status")).to_have_text("Answer complete: end_turn, 40 tokens.")
     final = answer_text(page)
     assert early_outcome == "streaming", "the first words appeared only after the stand-in finished"
     assert early_sent < 40
     assert final.startswith(early)
     assert len(final.split()) == 40 > len(early.split())
+    # While streaming the page counts events, which may hold several tokens each.
+    assert "Chunks" in early_stats and "Tokens" not in early_stats
     stats = shown_stats(page)
     assert stats["Stop reason"] == "end_turn"
     assert stats["Usage"].endswith(" in, 40 out")
@@ -108,7 +96,7 @@ def test_a_second_turn_sends_the_whole_conversation_and_shows_reasoning(page, ap
     page.goto(app.url)
     first_prompt = "What does streaming change? [standin tokens=30 tps=60]"
     ask(page, first_prompt)
-    expect(page.locator("#status")).to_have_text("Answer complete: end_turn.")
+    expect(page.locator("#status")).to_have_text("Answer complete: end_turn, 30 tokens.")
     first_answer = answer_text(page)
     label = tag()
     # Shift+Enter adds a line instead of sending.
@@ -150,25 +138,85 @@ def test_stop_ends_the_request_and_the_stand_in_sees_its_connection_closed(page,
     assert answer_text(page)
 
 
-def test_an_error_before_the_stream_is_shown_and_the_prompt_kept(page, app):
+def test_an_error_before_the_stream_is_shown_with_its_status_and_the_prompt_kept(page, app):
     page.goto(app.url)
     prompt = "[standin error=ThrottlingException]"
     ask(page, prompt)
     error = page.locator(ERROR)
     expect(error).to_be_visible()
-    expect(error).to_contain_text("ThrottlingException")
+    expect(error).to_contain_text("ThrottlingException (HTTP 429)")
     expect(error).to_contain_text("stand-in acted out ThrottlingException")
+    expect(error).to_contain_text("Retry after 2 s.")
     expect(page.locator("#prompt")).to_have_value(prompt)
     assert answer_text(page) == ""
 
 
-def test_an_error_inside_the_stream_is_shown_after_the_partial_answer(page, app):
+def test_an_error_inside_the_stream_is_shown_after_the_partial_answer_and_announced_once(page, app):
     page.goto(app.url)
     ask(page, "[standin tokens=10 stream_error=modelStreamErrorException after=3]")
     error = page.locator(ERROR)
     expect(error).to_contain_text("modelStreamErrorException")
-    expect(page.locator("#status")).to_have_text("The answer stopped with an error.")
+    # The status line alone announces: the conversation log and the message stay quiet.
+    expect(page.locator("#status")).to_have_text(error.text_content())
+    expect(page.locator("#conversation")).to_have_attribute("role", "log")
+    expect(page.locator("#conversation")).to_have_attribute("aria-live", "off")
+    assert error.get_attribute("role") is None
     assert len(answer_text(page).split()) == 3
+
+
+def test_a_deadline_stop_without_usage_is_shown_as_complete(page, standin):
+    short_app = start_app(standin.url, MAX_STREAM_SECONDS="2")
+    try:
+        page.goto(short_app.url)
+        ask(page, "[standin tokens=200 tps=20]")
+        expect(page.locator("#status")).to_have_text("Answer complete: deadline.", timeout=10_000)
+        stats = shown_stats(page)
+        assert stats["Stop reason"] == "deadline"
+        assert stats["Usage"] == "not reported"
+        expect(page.locator(ERROR)).to_be_hidden()
+        assert answer_text(page)
+    finally:
+        short_app.stop()
+
+
+def test_new_chat_during_a_stream_leaves_the_new_conversation_alone(page, app):
+    sent = []
+    page.on("request", lambda request: request.method == "POST" and sent.append(request.post_data_json))
+    page.goto(app.url)
+    ask(page, "[standin tokens=400 tps=20]")
+    page.wait_for_function(f"document.querySelector('{ANSWER}')?.textContent.length > 0")
+    page.click("#new-chat")
+    fresh = "[standin tokens=5 tps=0]"
+    # Send is enabled again once the stopped request has settled.
+    expect(page.locator("#send")).to_be_enabled()
+    ask(page, fresh)
+    expect(page.locator("#status")).to_have_text("Answer complete: end_turn, 5 tokens.")
+    assert sent[-1]["messages"] == [{"role": "user", "content": fresh}]
+    expect(page.locator(".turn")).to_have_count(1)
+
+
+def test_an_unanswered_turn_is_marked_and_the_prompt_refilled_only_if_empty(page, app):
+    held = []
+    page.route("**/chat", lambda route: held.append(route))
+    page.goto(app.url)
+    ask(page, "first try")
+    while not held:
+        page.wait_for_timeout(20)
+    page.fill("#prompt", "typed meanwhile")
+    error = {"error": {"code": "ThrottlingException", "message": "slow down"}}
+    held[0].fulfill(
+        status=429, headers={"Retry-After": "3"}, content_type="application/json", body=json.dumps(error)
+    )
+    expect(page.locator(ERROR)).to_contain_text("ThrottlingException (HTTP 429): slow down Retry after 3 s.")
+    expect(page.locator("#prompt")).to_have_value("typed meanwhile")
+    expect(page.locator(".turn.unsent .user")).to_have_text("first try")
+    page.unroute("**/chat")
+    sent = []
+    page.on("request", lambda request: request.method == "POST" and sent.append(request.post_data_json))
+    ask(page, "[standin tokens=3 tps=0]")
+    expect(page.locator("#status")).to_have_text("Answer complete: end_turn, 3 tokens.")
+    assert sent[-1]["messages"] == [{"role": "user", "content": "[standin tokens=3 tps=0]"}]
+    expect(page.locator(".turn:not(.unsent)")).to_have_count(1)
 
 
 @pytest.fixture
@@ -186,11 +234,22 @@ def test_multi_byte_text_split_across_chunks_renders_intact(page, app, cutting_p
     page.add_init_script(RECORD_CHUNKS)
     page.goto(cutting_proxy.url)
     ask(page, prompt)
-    expect(page.locator("#status")).to_have_text("Answer complete: end_turn.")
+    expect(page.locator("#status")).to_have_text("Answer complete: end_turn, 30 tokens.")
     chunks = page.evaluate("window.__chunks")
     assert False in chunks, "no chunk ended inside a character: the test did not split any"
     assert "\ufffd" not in answer_text(page)
     assert answer_text(page) == expected
+
+
+def test_a_connection_cut_partway_is_reported_as_lost_not_as_unreachable(page, app, cutting_proxy):
+    page.goto(cutting_proxy.url)
+    ask(page, "[standin tokens=400 tps=20]")
+    page.wait_for_function(f"document.querySelector('{ANSWER}')?.textContent.length > 0")
+    cutting_proxy.drop_connections()
+    error = page.locator(ERROR)
+    expect(error).to_contain_text("connection_lost")
+    expect(error).to_contain_text("retryable")
+    expect(page.locator("#send")).to_be_enabled()
 
 
 @pytest.fixture
@@ -206,7 +265,7 @@ def test_a_page_on_another_origin_streams_when_cors_allows_it(page, standin, sec
         second_origin.serve_page_for(f"{cors_app.url}/chat")
         page.goto(second_origin.url)
         ask(page, "[standin tokens=12 tps=0]")
-        expect(page.locator("#status")).to_have_text("Answer complete: end_turn.")
+        expect(page.locator("#status")).to_have_text("Answer complete: end_turn, 12 tokens.")
         assert len(answer_text(page).split()) == 12
         request_id = page.evaluate(
             """async (url) => {
@@ -229,7 +288,7 @@ def test_a_page_on_another_origin_is_refused_without_the_cors_setting(page, app,
     page.goto(second_origin.url)
     ask(page, f"[standin id={label}]")
     expect(page.locator(ERROR)).to_contain_text("network_error")
-    expect(page.locator("#status")).to_have_text("The request failed.")
+    expect(page.locator("#status")).to_contain_text("refused this page's origin")
     assert answer_text(page) == ""
     # The browser's preflight was refused, so the chat request never reached Bedrock.
     assert not [r for r in standin.records if r.scenario["id"] == label]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from bedrock_relay import static
 from bedrock_relay.app import create_app
 
 ORIGIN = "http://127.0.0.1:9999"
@@ -39,7 +40,9 @@ def test_page_files_are_served_with_their_type_and_a_body(path, content_type):
 def test_page_files_never_answer_304_with_an_empty_body():
     client = make_client()
     first = client.get("/static/chat.js")
-    again = client.get("/static/chat.js", headers={"If-Modified-Since": first.headers.get("Date", "")})
+    # Both validators match anything, so a server honouring them would answer 304.
+    conditional = {"If-Modified-Since": "Wed, 01 Jan 2098 00:00:00 GMT", "If-None-Match": "*"}
+    again = client.get("/static/chat.js", headers=conditional)
     assert again.status_code == 200
     assert again.data == first.data
 
@@ -51,10 +54,33 @@ def test_the_page_loads_nothing_from_another_origin():
 
 
 @pytest.mark.parametrize(
-    "path", ["/static/missing.js", "/static/../bedrock_relay/app.py", "/static/%2e%2e/run.sh", "/static/x.py"]
+    "path",
+    [
+        "/static/missing.js",
+        "/static/../bedrock_relay/app.py",
+        "/static/%2e%2e/run.sh",
+        "/static/x.py",
+        # Allowed types, so only the path check stands between these and the file.
+        "/static/%2e%2e/static/index.html",
+        "/static/..%2f..%2fREADME.html",
+    ],
 )
 def test_unknown_or_outside_files_are_404_json(path):
     response = make_client().get(path)
+    assert response.status_code == 404
+    assert response.json["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("path", ["/static/%2e%2e/outside.html", "/static/..%2foutside.html"])
+def test_an_allowed_file_just_outside_the_static_folder_is_not_served(path, tmp_path, monkeypatch):
+    inside = tmp_path / "static"
+    inside.mkdir()
+    (inside / "index.html").write_text("inside")
+    (tmp_path / "outside.html").write_text("outside")
+    monkeypatch.setattr(static, "STATIC_DIR", inside)
+    client = make_client()
+    assert client.get("/static/index.html").data == b"inside"
+    response = client.get(path)
     assert response.status_code == 404
     assert response.json["error"]["code"] == "not_found"
 
@@ -73,7 +99,9 @@ def test_an_allowed_origin_gets_cors_headers_and_the_request_id():
     assert preflight.status_code == 200
     assert preflight.headers["Access-Control-Allow-Origin"] == ORIGIN
     assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
-    assert "content-type" in preflight.headers["Access-Control-Allow-Headers"].lower()
+    allowed_headers = preflight.headers["Access-Control-Allow-Headers"].lower()
+    # Authorization: for streamChat's `headers` option, e.g. a bearer token.
+    assert {"content-type", "accept", "authorization"} <= {h.strip() for h in allowed_headers.split(",")}
     refused = client.post("/chat", data="{}", headers={"Origin": ORIGIN})
     assert refused.status_code == 400
     assert refused.headers["Access-Control-Allow-Origin"] == ORIGIN

@@ -7,7 +7,7 @@ from flask import Flask, Response, request
 from .settings import Settings
 
 ALLOW_METHODS = "POST, OPTIONS"
-ALLOW_HEADERS = "Content-Type, Accept"
+ALLOW_HEADERS = "Content-Type, Accept, Authorization"
 # Browsers hide response headers from cross-origin scripts unless listed here.
 EXPOSE_HEADERS = "X-Request-Id"
 MAX_AGE_SECONDS = "600"

@@ -49,6 +49,7 @@ function setBusy(busy) {
 async function send(text) {
   const turn = template.content.firstElementChild.cloneNode(true);
   const view = {
+    user: turn.querySelector(".user"),
     assistant: turn.querySelector(".assistant"),
     reasoning: turn.querySelector(".reasoning"),
     reasoningText: turn.querySelector(".reasoning-text"),
@@ -56,29 +57,32 @@ async function send(text) {
     message: turn.querySelector(".message"),
     stats: turn.querySelector(".stats"),
   };
-  turn.querySelector(".user").textContent = text;
+  view.user.textContent = text;
   document.getElementById("empty").hidden = true;
   conversation.append(turn);
   prompt.value = "";
-  messages.push({ role: "user", content: text });
+  // New chat replaces `messages`; this request must then leave the new conversation alone.
+  const history = messages;
+  history.push({ role: "user", content: text });
   controller = new AbortController();
   setBusy(true);
   setStatus("Waiting for the first token…");
 
   const sent = performance.now();
-  const live = { firstToken: 0, tokens: 0 };
+  const live = { firstToken: 0, chunks: 0, events: 0 };
   let answer = "";
   let outcome = "failed";
   try {
-    const last = await streamChat(chatUrl, { messages }, {
+    const last = await streamChat(chatUrl, { messages: history }, {
       signal: controller.signal,
       onEvent(event) {
+        live.events += 1;
         if (event.type === "token") {
-          if (!live.tokens) {
+          if (!live.chunks) {
             live.firstToken = performance.now();
             setStatus("Answering…");
           }
-          live.tokens += 1;
+          live.chunks += 1;
           answer += event.text;
           view.answer.textContent = answer;
           showStats(view.stats, liveStats(sent, live));
@@ -89,72 +93,86 @@ async function send(text) {
         } else if (event.type === "end") {
           showStats(view.stats, endStats(event));
         } else if (event.type === "error") {
-          showError(view.message, event.code, event.message, event.retryable);
+          showError(view, event.code, event.message, event.retryable);
         }
       },
     });
-    outcome = last.type === "end" ? "complete" : "failed";
-    setStatus(outcome === "complete" ? `Answer complete: ${last.stopReason}.` : "The answer stopped with an error.");
+    if (last.type === "end") {
+      outcome = "complete";
+      const tokens = last.usage?.outputTokens;
+      setStatus(`Answer complete: ${last.stopReason}${tokens == null ? "" : `, ${tokens} tokens`}.`);
+    }
   } catch (error) {
     if (error.name === "AbortError") {
       outcome = "stopped";
-      setStatus("Stopped.");
       view.message.hidden = false;
       view.message.className = "message notice";
       view.message.textContent = "Stopped before the end of the answer.";
+      if (messages === history) setStatus("Stopped.");
     } else if (error instanceof ChatError) {
-      showError(view.message, error.code, error.message);
-      setStatus("The request failed.");
+      // Statuses under 400 belong to a stream that started and then went wrong.
+      const status = error.status >= 400 ? ` (HTTP ${error.status})` : "";
+      const wait = error.retryAfter ? ` Retry after ${error.retryAfter} s.` : "";
+      showError(view, `${error.code}${status}`, `${error.message}${wait}`);
+    } else if (error instanceof TypeError && live.events) {
+      showError(view, "connection_lost", "the connection was lost partway through the answer", true);
     } else if (error instanceof TypeError) {
       // fetch() gives no detail for a network or CORS failure, by design.
       const detail = "the service could not be reached, or it refused this page's origin";
-      showError(view.message, "network_error", `${error.message}: ${detail}.`);
-      setStatus("The request failed.");
+      showError(view, "network_error", `${error.message}: ${detail}.`);
     } else {
-      showError(view.message, "client_error", String(error));
-      setStatus("The request failed.");
+      showError(view, "client_error", String(error));
     }
   } finally {
     view.assistant.setAttribute("aria-busy", "false");
     controller = null;
     setBusy(false);
   }
+  if (messages !== history) return; // New chat was pressed: this turn is gone.
   if (answer) {
     // Even a partial answer stays in the conversation, so roles keep alternating.
-    messages.push({ role: "assistant", content: answer });
+    history.push({ role: "assistant", content: answer });
   } else {
-    // Nothing came back: forget the question and offer it again.
-    messages.pop();
-    if (outcome !== "stopped") prompt.value = text;
+    // Nothing came back: forget the question, say so, and offer it again unless the user typed anew.
+    history.pop();
+    turn.classList.add("unsent");
+    if (outcome !== "stopped" && !prompt.value) prompt.value = text;
   }
   prompt.focus();
 }
 
-function showError(element, code, message, retryable) {
-  element.hidden = false;
-  element.className = "message error";
-  element.textContent = `Error ${code}: ${message}${retryable ? " (retryable: try again)" : ""}`;
+/** Show an error in the turn and announce it through the status line. */
+function showError(view, code, message, retryable) {
+  // The answer is over: done before the announcement, so assistive tech does not wait on it.
+  view.assistant.setAttribute("aria-busy", "false");
+  const text = `Error ${code}: ${message}${retryable ? " (retryable: try again)" : ""}`;
+  view.message.hidden = false;
+  view.message.className = "message error";
+  view.message.textContent = text;
+  setStatus(text);
 }
 
 function liveStats(sent, live) {
+  // Chunks, not tokens: an event may carry several tokens; the true count comes with `end`.
   const seconds = (performance.now() - live.firstToken) / 1000;
   return {
     "Time to first token": `${Math.round(live.firstToken - sent)} ms`,
-    "Tokens/s": seconds > 0 && live.tokens > 1 ? ((live.tokens - 1) / seconds).toFixed(1) : "…",
-    Tokens: String(live.tokens),
+    "Chunks/s": seconds > 0 && live.chunks > 1 ? ((live.chunks - 1) / seconds).toFixed(1) : "…",
+    Chunks: String(live.chunks),
   };
 }
 
 function endStats(event) {
   const { ttftMs, durationMs } = event.metrics;
-  const { inputTokens, outputTokens } = event.usage;
+  // usage is null when Bedrock never sent its metadata, e.g. when the deadline stopped the stream.
+  const { inputTokens, outputTokens } = event.usage ?? {};
   const streaming = (durationMs - (ttftMs ?? durationMs)) / 1000;
   return {
     "Time to first token": ttftMs == null ? "–" : `${ttftMs} ms`,
     // Under a tenth of a second is too short to give a meaningful rate.
     "Tokens/s": streaming >= 0.1 && outputTokens > 1 ? ((outputTokens - 1) / streaming).toFixed(1) : "–",
     "Stop reason": event.stopReason,
-    Usage: `${inputTokens ?? "?"} in, ${outputTokens ?? "?"} out`,
+    Usage: event.usage ? `${inputTokens ?? "?"} in, ${outputTokens ?? "?"} out` : "not reported",
   };
 }
 

@@ -7,6 +7,7 @@
  *   const last = await streamChat("https://…/chat", { prompt: "Hi" }, {
  *     onEvent: (event) => { if (event.type === "token") output.textContent += event.text; },
  *     signal: controller.signal, // controller.abort() stops the stream
+ *     headers: { Authorization: `Bearer ${token}` }, // optional: extra request headers
  *   });
  *
  * Events passed to onEvent (the server's SSE events, with the event name as `type`):
@@ -18,17 +19,20 @@
  *
  * streamChat resolves with the last event (`end` or `error`). It rejects with a
  * ChatError when the server refuses the request before streaming (a JSON error
- * with a real HTTP status) or the stream ends without `end` or `error`, and with
- * the fetch error (AbortError on abort, TypeError on a network or CORS failure).
+ * with a real HTTP status; `retryAfter` holds any Retry-After header), answers
+ * with something other than an event stream, sends an event that is not JSON, or
+ * the stream ends without `end` or `error`; with the fetch error (AbortError on
+ * abort, TypeError on a network or CORS failure); and with whatever onEvent throws.
  */
 
 /** The request failed before or outside the stream; `status` is the HTTP status (0 if none). */
 export class ChatError extends Error {
-  constructor(code, message, status = 0) {
+  constructor(code, message, status = 0, retryAfter = null) {
     super(message);
     this.name = "ChatError";
     this.code = code;
     this.status = status;
+    this.retryAfter = retryAfter;
   }
 }
 
@@ -43,9 +47,22 @@ export async function streamChat(url, body, { onEvent = () => {}, signal, header
   if (!response.ok) {
     throw await errorFromResponse(response);
   }
+  const contentType = response.headers.get("Content-Type") ?? "";
+  if (!contentType.toLowerCase().startsWith("text/event-stream")) {
+    // A proxy or login page in front of the service answers 200 with HTML, say.
+    const text = await response.text();
+    const detail = `HTTP ${response.status} ${contentType}: ${text.slice(0, 200)}`;
+    throw new ChatError("unexpected_response", detail, response.status);
+  }
   let last = null;
   const parser = new SseParser((type, data, id) => {
-    const event = { type, ...JSON.parse(data) };
+    let fields;
+    try {
+      fields = JSON.parse(data);
+    } catch {
+      throw new ChatError("bad_event", `a ${type} event is not JSON: ${data.slice(0, 200)}`, response.status);
+    }
+    const event = { type, ...fields };
     if (id) event.id = Number(id);
     if (type === "end" || type === "error") last = event;
     onEvent(event);
@@ -53,10 +70,16 @@ export async function streamChat(url, body, { onEvent = () => {}, signal, header
   const reader = response.body.getReader();
   // stream: true keeps a multi-byte character split across two chunks until its last byte arrives.
   const decoder = new TextDecoder("utf-8");
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    parser.push(decoder.decode(value, { stream: true }));
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      parser.push(decoder.decode(value, { stream: true }));
+    }
+  } catch (error) {
+    // Closing the connection tells the server to stop generating an answer nobody will read.
+    await reader.cancel().catch(() => {});
+    throw error;
   }
   parser.push(decoder.decode());
   parser.finish();
@@ -66,15 +89,21 @@ export async function streamChat(url, body, { onEvent = () => {}, signal, header
   return last;
 }
 
-/** Turn a refused request's JSON error body into a ChatError. */
+/** Turn a refused request's JSON error body into a ChatError, or its raw text if it has none. */
 async function errorFromResponse(response) {
   const text = await response.text();
+  const retryAfter = response.headers.get("Retry-After");
+  let error = null;
   try {
-    const { error } = JSON.parse(text);
-    return new ChatError(error.code, error.message, response.status);
+    error = JSON.parse(text).error;
   } catch {
-    return new ChatError("http_error", `HTTP ${response.status}: ${text.slice(0, 200)}`, response.status);
+    // Not JSON: a proxy or gateway error page, say; the raw text is shown below.
   }
+  if (typeof error?.code === "string") {
+    return new ChatError(error.code, String(error.message ?? ""), response.status, retryAfter);
+  }
+  const message = `no JSON error in the answer: ${text.slice(0, 200)}`;
+  return new ChatError("http_error", message, response.status, retryAfter);
 }
 
 /** An incremental server-sent events parser: feed it text in pieces cut anywhere. */
@@ -82,20 +111,30 @@ export class SseParser {
   constructor(dispatch) {
     this.dispatch = dispatch;
     this.buffer = "";
+    this.started = false;
+    this.pendingCR = false;
+    // The last event id carries over to later events until a new id line replaces it.
+    this.id = "";
     this.reset();
   }
 
   reset() {
     this.type = "";
     this.data = [];
-    this.id = "";
   }
 
   push(text) {
-    this.buffer += text;
+    if (!text) return;
+    if (!this.started) {
+      // A byte order mark may open the stream; it is not part of the first field name.
+      this.started = true;
+      if (text.startsWith("\uFEFF")) text = text.slice(1);
+    }
+    // A chunk that ended in "\r" already ended its line, so a "\n" opening the next is its other half.
+    if (this.pendingCR && text.startsWith("\n")) text = text.slice(1);
+    this.pendingCR = text.endsWith("\r");
     // A line is complete only once its terminator has arrived; the rest waits for the next chunk.
-    // A trailing "\r" might be the first half of "\r\n", so it waits too.
-    const lines = this.buffer.split(/\r\n|\r(?!$)|\n/);
+    const lines = (this.buffer + text).split(/\r\n|\r|\n/);
     this.buffer = lines.pop();
     for (const line of lines) this.line(line);
   }
@@ -119,6 +158,6 @@ export class SseParser {
     if (value.startsWith(" ")) value = value.slice(1);
     if (field === "event") this.type = value;
     else if (field === "data") this.data.push(value);
-    else if (field === "id") this.id = value;
+    else if (field === "id" && !value.includes("\0")) this.id = value; // the spec ignores ids with NUL
   }
 }
