@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import time
 
@@ -46,3 +47,14 @@ def test_dev_script_serves_the_printed_curl_command():
         except httpx.ConnectError:
             continue
         raise AssertionError(f"port {listening} still served after scripts/dev stopped")
+
+
+def test_dev_script_refuses_a_port_in_use():
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        env = offline_env("unused", PORT=str(port), STANDIN_PORT=str(free_port()))
+        done = subprocess.run(
+            [str(ROOT / "scripts" / "dev")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
+    assert done.returncode == 1
+    assert f"port {port} is in use" in done.stderr

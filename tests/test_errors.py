@@ -91,3 +91,24 @@ def test_an_error_line_starts_on_its_own_line(client):
     text = client.post("/chat", json={"prompt": "[standin truncate=clean after=1]"}).text
     first, second = text.splitlines()
     assert "[error]" not in first and second.startswith("[error] ")
+
+
+def test_a_rejection_is_logged_with_the_model_the_format_and_the_reason(app, client):
+    response = client.post(
+        "/chat",
+        json={"prompt": "[standin error=ThrottlingException]"},
+        headers={"Accept": "text/event-stream"},
+    )
+    record = app.log_for(response.headers["x-request-id"])
+    assert record["status"] == 429 and record["outcome"] == "rejected"
+    assert record["modelId"] and record["format"] == "text/event-stream"
+    assert record["errorCode"] == "ThrottlingException" and "stand-in acted out" in record["errorMessage"]
+    assert record["attempts"] == 1
+    assert record["time"].endswith("+00:00")
+
+
+def test_an_in_stream_error_is_logged_with_its_message_and_the_deltas_relayed(app, client):
+    response = client.post("/chat", json={"prompt": "[standin stream_error=throttlingException after=3]"})
+    record = app.log_for(response.headers["x-request-id"])
+    assert record["outcome"] == "error" and record["deltas"] == 3
+    assert record["errorCode"] == "throttlingException" and record["errorMessage"]

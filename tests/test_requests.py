@@ -74,11 +74,15 @@ def test_non_finite_numbers_are_rejected_by_name(client, raw, field):
     assert_error(client.post("/chat", content=raw), 400, "invalid_request", f"'{field}'")
 
 
+def test_an_empty_body_says_so(client):
+    assert_error(client.post("/chat", content=b" "), 400, "invalid_json", "empty")
+
+
 def test_a_deeply_nested_body_is_400_not_500(client):
     assert_error(client.post("/chat", content=b"[" * 100_000), 400, "invalid_json", "nested")
 
 
-@pytest.mark.parametrize("raw", [b"not json", b'{"prompt": ', b"[1, 2]", b'"text"', b"\xff\xfe", b""])
+@pytest.mark.parametrize("raw", [b"not json", b'{"prompt": ', b"[1, 2]", b'"text"', b"\xff\xfe"])
 def test_a_body_that_is_not_a_json_object_is_400(client, raw):
     assert_error(client.post("/chat", content=raw), 400, "invalid_json", "JSON")
 

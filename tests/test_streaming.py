@@ -56,7 +56,9 @@ def test_client_disconnect_closes_the_bedrock_connection(app, standin):
     record = wait_for_record(standin, label, "client_closed", timeout=5)
     assert record.ended - left < 3
     assert record.tokens_sent < 100
-    assert app.log_for(request_id)["outcome"] == "client_disconnected"
+    record = app.log_for(request_id)
+    assert record["outcome"] == "client_disconnected"
+    assert record["deltas"] >= 3 and record["outputTokens"] is None
 
 
 def test_disconnect_during_a_silence_is_seen_without_writing(app, standin):

@@ -75,13 +75,16 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
     return response
 
 
-def _log_rejected(status: int, code: str, **fields: Any) -> None:
+def _log_rejected(status: int, code: str, message: str, **fields: Any) -> None:
     logs.log_request(
         requestId=g.request_id,
         path=request.path,
+        **g.get("log_fields", {}),
         status=status,
         outcome="rejected",
         errorCode=code,
+        # Error messages name fields and Bedrock's reasons, never the prompt's text.
+        errorMessage=message,
         durationMs=_ms_since(g.started),
         **fields,
     )
@@ -101,17 +104,17 @@ def _http_error(exc: HTTPException) -> Response:
         message = f"no such path: {request.path}"
     headers = dict(exc.get_headers())
     headers.pop("Content-Type", None)
-    _log_rejected(exc.code or 500, code)
+    _log_rejected(exc.code or 500, code, message)
     return error_response(exc.code or 500, code, message, headers)
 
 
 def _invalid_request(exc: InvalidRequest) -> Response:
-    _log_rejected(400, exc.code)
+    _log_rejected(400, exc.code, exc.message)
     return error_response(400, exc.code, exc.message)
 
 
 def _upstream_error(exc: UpstreamError) -> Response:
-    _log_rejected(exc.status, exc.code)
+    _log_rejected(exc.status, exc.code, exc.message, attempts=exc.attempts)
     headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
     return error_response(exc.status, exc.code, exc.message, headers)
 
@@ -154,11 +157,14 @@ def chat() -> Response:
     media_type = request.accept_mimetypes.best_match(formats.MEDIA_TYPES, default=formats.TEXT)
     # Taken before the Bedrock call, so a slow start eats into the stream, not past the deadline.
     deadline = _deadline(settings)
+    g.log_fields = {"format": media_type}
     chat_request = validate(parse_body(_read_body(settings)), settings)
-    fields = {"requestId": g.request_id, "format": media_type, "modelId": chat_request.model_id}
+    g.log_fields["modelId"] = chat_request.model_id
+    fields = {"requestId": g.request_id, **g.log_fields}
     if deadline <= time.monotonic():
-        _log_rejected(503, "deadline", modelId=chat_request.model_id)
-        return error_response(503, "deadline", "too little time is left before the Lambda deadline")
+        message = "too little time is left before the Lambda deadline"
+        _log_rejected(503, "deadline", message)
+        return error_response(503, "deadline", message)
     # Everything that can fail the request happens here, before the status is sent.
     stream = open_stream(
         current_app.extensions["bedrock"], chat_request.converse_args, settings.retry_after_seconds
@@ -203,15 +209,22 @@ def _json_answer(relay: Relay) -> Response:
 def _log_finished(relay: Relay, fields: dict) -> None:
     summary = relay.summary
     usage = summary.usage_dict() or {"inputTokens": None, "outputTokens": None, "totalTokens": None}
+    status = 200
+    if relay.writer is None:
+        # A JSON answer's status is only sent at the end: none if the client left first.
+        status = None if relay.outcome == "client_disconnected" else (502 if relay.failure else 200)
     logs.log_request(
         **fields,
-        status=502 if relay.writer is None and relay.failure else 200,
+        status=status,
         outcome=relay.outcome,
         stopReason=summary.stop_reason,
         ttftMs=summary.ttft_ms,
         durationMs=summary.duration_ms,
         **usage,
+        # Counted here, so a cut stream still shows how much was generated (usage is then null).
+        deltas=relay.deltas,
         errorCode=relay.failure.code if relay.failure else None,
+        errorMessage=relay.failure.message if relay.failure else None,
     )
 
 

@@ -48,12 +48,15 @@ RETRYABLE = {
 class UpstreamError(Exception):
     """Bedrock refused the request before streaming; carries the HTTP status to answer with."""
 
-    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None):
+    def __init__(
+        self, status: int, code: str, message: str, retry_after: int | None = None, attempts: int = 1
+    ):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.retry_after = retry_after
+        self.attempts = attempts
 
 
 def make_client(settings: Settings) -> Any:
@@ -78,9 +81,11 @@ def open_stream(client: Any, request: dict, retry_after: int) -> Any:
         error = exc.response.get("Error", {})
         code = error.get("Code", "UpstreamError")
         status = UPSTREAM_STATUS.get(code, 502)
-        headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        metadata = exc.response.get("ResponseMetadata", {})
+        headers = metadata.get("HTTPHeaders", {})
         wait = _retry_after(headers.get("retry-after"), retry_after) if status == 429 else None
-        raise UpstreamError(status, code, f"Bedrock: {error.get('Message', code)}", wait) from exc
+        message = f"Bedrock: {error.get('Message', code)}"
+        raise UpstreamError(status, code, message, wait, metadata.get("RetryAttempts", 0) + 1) from exc
     except BotoCoreError as exc:
         raise UpstreamError(502, "UpstreamUnavailable", f"Bedrock could not be reached: {exc}") from exc
 

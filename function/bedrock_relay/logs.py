@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from datetime import UTC, datetime
 
 logger = logging.getLogger("bedrock_relay.requests")
 
@@ -21,4 +22,6 @@ def init_logging() -> None:
 
 def log_request(**fields: object) -> None:
     """Write one request's outcome; callers pass only metadata, never text."""
-    logger.info(json.dumps({"event": "request", **fields}, separators=(",", ":")))
+    # CloudWatch stamps each line, but locally the lines sit among gunicorn's own: say when.
+    time = datetime.now(UTC).isoformat(timespec="milliseconds")
+    logger.info(json.dumps({"time": time, "event": "request", **fields}, separators=(",", ":")))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import select
 import socket
 import threading
@@ -13,6 +14,8 @@ from typing import Any
 
 from .bedrock import close_stream, translate
 from .events import Failure, Reasoning, Stop, Summary, Text, Usage
+
+logger = logging.getLogger(__name__)
 
 # How often a silent stream checks whether its client is still there.
 PEER_CHECK_SECONDS = 1.0
@@ -54,6 +57,7 @@ class Pump:
         except Exception as exc:
             # Closing the stream under the reader can surface odd errors; only report real ones.
             if not self._cancelled:
+                logger.exception("reading the Bedrock stream failed")
                 self._queue.put(Failure("internal_error", f"reading the Bedrock stream failed: {exc}", False))
         finally:
             self._queue.put(_END)
@@ -107,7 +111,7 @@ class Relay:
         self.outcome = "client_disconnected"
         self.text_parts: list[str] = []
         self.reasoning_parts: list[str] = []
-        self._seq = 0
+        self._seq = 0  # text and reasoning deltas relayed so far
         self._finished = False
 
     def _handle(self, event: Any, keep: bool) -> bytes:
@@ -189,6 +193,11 @@ class Relay:
                 with contextlib.suppress(OSError):
                     self.client.settimeout(original_timeout)
             self.close()
+
+    @property
+    def deltas(self) -> int:
+        """How many text and reasoning deltas reached this relay: what was generated, even if cut."""
+        return self._seq
 
     def close(self) -> None:
         """Stop Bedrock and log the outcome, once; also called if the body was never iterated."""

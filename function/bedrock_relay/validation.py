@@ -31,6 +31,8 @@ class ChatRequest:
 
 def parse_body(raw: bytes) -> dict:
     """Decode the body as a JSON object, whatever the Content-Type said."""
+    if not raw.strip():
+        raise InvalidRequest('the body is empty: send a JSON object such as {"prompt": "Hi"}', "invalid_json")
     try:
         body = json.loads(raw)
     except UnicodeDecodeError:
