@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import cors, formats, logs, static
 from .bedrock import UpstreamError, make_client, open_stream
-from .relay import Pump, Relay
+from .relay import Pump, Relay, ms_since
 from .settings import Settings, from_env
 from .validation import InvalidRequest, parse_body, validate
 
@@ -85,7 +85,7 @@ def _log_rejected(status: int, code: str, message: str, **fields: Any) -> None:
         errorCode=code,
         # Error messages name fields and Bedrock's reasons, never the prompt's text.
         errorMessage=message,
-        durationMs=_ms_since(g.started),
+        durationMs=ms_since(g.started),
         **fields,
     )
 
@@ -169,39 +169,31 @@ def chat() -> Response:
     stream = open_stream(
         current_app.extensions["bedrock"], chat_request.converse_args, settings.retry_after_seconds
     )
-    writer_class = formats.STREAM_WRITERS.get(media_type)
-    writer = writer_class() if writer_class else None
+    writer = formats.WRITERS[media_type]()
     relay = Relay(
         Pump(stream),
         writer,
-        start=writer.start(g.request_id, chat_request.model_id) if writer else b"",
+        start=writer.start(g.request_id, chat_request.model_id),
         started=g.started,
         deadline=deadline,
         heartbeat_seconds=settings.heartbeat_seconds,
         client=request.environ.get("gunicorn.socket"),
         on_finish=lambda finished: _log_finished(finished, fields),
     )
-    if writer is None:
-        return _json_answer(relay)
+    if isinstance(writer, formats.JsonCollector):
+        return _json_answer(relay, writer)
     response = Response(relay.events(), status=200, headers=STREAM_HEADERS, content_type=writer.content_type)
     # Runs even if the server never iterates the body (the client left before the first write).
     response.call_on_close(relay.close)
     return response
 
 
-def _json_answer(relay: Relay) -> Response:
+def _json_answer(relay: Relay, collector: formats.JsonCollector) -> Response:
     """Run the stream to its end and answer once, with a real status if it failed."""
-    relay.collect()
+    relay.run_to_end()
     if relay.failure:
         return error_response(502, relay.failure.code, relay.failure.message)
-    summary = relay.summary
-    response = jsonify(
-        text="".join(relay.text_parts),
-        reasoning="".join(relay.reasoning_parts) or None,
-        stopReason=summary.stop_reason,
-        usage=summary.usage_dict(),
-        metrics={"ttftMs": summary.ttft_ms, "durationMs": summary.duration_ms},
-    )
+    response = jsonify(collector.answer(relay.summary))
     response.headers.update(STREAM_HEADERS)
     return response
 
@@ -210,7 +202,7 @@ def _log_finished(relay: Relay, fields: dict) -> None:
     summary = relay.summary
     usage = summary.usage_dict() or {"inputTokens": None, "outputTokens": None, "totalTokens": None}
     status = 200
-    if relay.writer is None:
+    if isinstance(relay.writer, formats.JsonCollector):
         # A JSON answer's status is only sent at the end: none if the client left first.
         status = None if relay.outcome == "client_disconnected" else (502 if relay.failure else 200)
     logs.log_request(
@@ -226,7 +218,3 @@ def _log_finished(relay: Relay, fields: dict) -> None:
         errorCode=relay.failure.code if relay.failure else None,
         errorMessage=relay.failure.message if relay.failure else None,
     )
-
-
-def _ms_since(start: float) -> int:
-    return round((time.monotonic() - start) * 1000)

@@ -29,19 +29,12 @@ UPSTREAM_STATUS = {
     "ServiceUnavailableException": 503,
     "ModelTimeoutException": 504,
 }
-RETRYABLE = {
-    "ThrottlingException",
-    "ModelNotReadyException",
-    "ServiceUnavailableException",
-    "ModelTimeoutException",
-    "InternalServerException",
+# In-stream exceptions a client may retry; a validationException will fail the same way again.
+RETRYABLE_STREAM_ERRORS = {
     "throttlingException",
     "serviceUnavailableException",
     "internalServerException",
     "modelStreamErrorException",
-    "read_timeout",
-    "truncated",
-    "connection_error",
 }
 
 
@@ -124,7 +117,7 @@ def translate(stream: Any) -> Iterator[Event]:
     except EventStreamError as exc:
         error = exc.response.get("Error", {})
         code = error.get("Code", "streamError")
-        yield Failure(code, f"Bedrock: {error.get('Message', code)}", code in RETRYABLE)
+        yield Failure(code, f"Bedrock: {error.get('Message', code)}", code in RETRYABLE_STREAM_ERRORS)
         return
     except (ReadTimeoutError, Urllib3ReadTimeout):
         yield Failure("read_timeout", "Bedrock sent nothing within the read timeout", True)

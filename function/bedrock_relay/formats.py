@@ -117,4 +117,40 @@ class NdjsonWriter:
         return (_dumps(data) + "\n").encode(errors="replace")
 
 
-STREAM_WRITERS = {TEXT: TextWriter, SSE: SseWriter, NDJSON: NdjsonWriter}
+class JsonCollector:
+    """The whole answer at once: keeps every piece and writes nothing until `answer()`."""
+
+    content_type = "application/json"
+    ping = None
+
+    def __init__(self) -> None:
+        self.text_parts: list[str] = []
+        self.reasoning_parts: list[str] = []
+
+    def start(self, request_id: str, model_id: str) -> bytes:
+        return b""
+
+    def text(self, seq: int, text: str) -> bytes:
+        self.text_parts.append(text)
+        return b""
+
+    def reasoning(self, seq: int, text: str) -> bytes:
+        self.reasoning_parts.append(text)
+        return b""
+
+    def end(self, summary: Summary) -> bytes:
+        return b""
+
+    def error(self, failure: Failure) -> bytes:
+        return b""
+
+    def answer(self, summary: Summary) -> dict:
+        """Return the JSON answer's fields once the stream has ended."""
+        return {
+            "text": "".join(self.text_parts),
+            "reasoning": "".join(self.reasoning_parts) or None,
+            **end_data(summary),
+        }
+
+
+WRITERS = {TEXT: TextWriter, SSE: SseWriter, NDJSON: NdjsonWriter, JSON: JsonCollector}

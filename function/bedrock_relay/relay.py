@@ -109,25 +109,19 @@ class Relay:
         self.summary = Summary()
         self.failure: Failure | None = None
         self.outcome = "client_disconnected"
-        self.text_parts: list[str] = []
-        self.reasoning_parts: list[str] = []
         self._seq = 0  # text and reasoning deltas relayed so far
         self._finished = False
 
-    def _handle(self, event: Any, keep: bool) -> bytes:
+    def _handle(self, event: Any) -> bytes:
         """Apply one event to the summary and return its bytes on the wire."""
         if type(event) is Text:
             if self.summary.ttft_ms is None:
-                self.summary.ttft_ms = _ms_since(self.started)
+                self.summary.ttft_ms = ms_since(self.started)
             self._seq += 1
-            if keep:
-                self.text_parts.append(event.text)
-            return self.writer.text(self._seq, event.text) if self.writer else b""
+            return self.writer.text(self._seq, event.text)
         if type(event) is Reasoning:
             self._seq += 1
-            if keep:
-                self.reasoning_parts.append(event.text)
-            return self.writer.reasoning(self._seq, event.text) if self.writer else b""
+            return self.writer.reasoning(self._seq, event.text)
         if type(event) is Stop:
             self.summary.stop_reason = event.reason
         elif type(event) is Usage:
@@ -142,10 +136,10 @@ class Relay:
             with contextlib.suppress(OSError):
                 self.client.settimeout(max(0.1, self.deadline - time.monotonic() + 1))
 
-    def events(self, keep: bool = False) -> Iterator[bytes]:
+    def events(self) -> Iterator[bytes]:
         """Yield the response body chunk by chunk until the stream ends, fails or runs out of time."""
         writer = self.writer
-        ping = writer.ping if writer else None
+        ping = writer.ping
         original_timeout = self.client.gettimeout() if self.client is not None else None
         last_write = last_check = time.monotonic()
         try:
@@ -158,9 +152,8 @@ class Relay:
                     self.pump.cancel()
                     self.summary.stop_reason = "deadline"
                     self.outcome = "deadline"
-                    self.summary.duration_ms = _ms_since(self.started)
-                    if writer:
-                        yield writer.end(self.summary)
+                    self.summary.duration_ms = ms_since(self.started)
+                    yield writer.end(self.summary)
                     return
                 if now - last_check >= PEER_CHECK_SECONDS:
                     # Checked on a timer, not only in silences: a JSON or reasoning phase writes nothing.
@@ -177,12 +170,11 @@ class Relay:
                         yield ping
                     continue
                 ended = batch[-1] is _END
-                chunk = b"".join([self._handle(event, keep) for event in batch if event is not _END])
+                chunk = b"".join([self._handle(event) for event in batch if event is not _END])
                 if ended:
-                    self.summary.duration_ms = _ms_since(self.started)
+                    self.summary.duration_ms = ms_since(self.started)
                     self.outcome = "error" if self.failure else "complete"
-                    if writer:
-                        chunk += writer.error(self.failure) if self.failure else writer.end(self.summary)
+                    chunk += writer.error(self.failure) if self.failure else writer.end(self.summary)
                 if chunk:
                     last_write = time.monotonic()
                     yield chunk
@@ -206,14 +198,15 @@ class Relay:
         self._finished = True
         self.pump.cancel()
         if self.summary.duration_ms is None:
-            self.summary.duration_ms = _ms_since(self.started)
+            self.summary.duration_ms = ms_since(self.started)
         self.on_finish(self)
 
-    def collect(self) -> None:
-        """Run the whole stream without writing, keeping the text for a single JSON answer."""
-        for _ in self.events(keep=True):
+    def run_to_end(self) -> None:
+        """Run the whole stream for a writer that answers once, at the end."""
+        for _ in self.events():
             pass
 
 
-def _ms_since(start: float) -> int:
+def ms_since(start: float) -> int:
+    """Milliseconds from a time.monotonic() reading until now."""
     return round((time.monotonic() - start) * 1000)
