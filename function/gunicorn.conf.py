@@ -1,15 +1,15 @@
-"""gunicorn settings for the relay; GUNICORN_CMD_ARGS can still override any of them."""
+"""gunicorn settings for the relay, from the service's own settings; GUNICORN_CMD_ARGS can still override."""
 
-import os
+from bedrock_relay.settings import from_env
 
-# LWA looks for the app on AWS_LWA_PORT first, then PORT.
-bind = f"0.0.0.0:{os.environ.get('AWS_LWA_PORT') or os.environ.get('PORT') or '8080'}"
+_settings = from_env()
+# Loopback, where LWA looks, unless HOST says otherwise; AWS_LWA_PORT, else PORT.
+bind = _settings.bind
 # gthread keeps the worker's heartbeat apart from requests, so a 15-minute stream
 # is not killed at `timeout` the way the default sync worker kills it.
 worker_class = "gthread"
-workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
-# Each stream holds one thread for its whole life.
-threads = int(os.environ.get("WEB_THREADS", "64"))
+workers = _settings.web_concurrency
+threads = _settings.web_threads
 # Outlive the idle keep-alive of LWA's connection pool, so no request lands on a closing socket.
 keepalive = 75
 # No control socket: it starts an asyncio thread in the arbiter on the cold path, and
@@ -17,4 +17,4 @@ keepalive = 75
 control_socket_disable = True
 accesslog = None
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "warning").lower()
+loglevel = _settings.log_level

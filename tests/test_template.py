@@ -60,7 +60,9 @@ def test_function_is_wired_for_streaming_through_the_web_adapter(function: dict)
     assert variables["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
     assert variables["AWS_LWA_INVOKE_MODE"] == "response_stream"
     assert variables["AWS_LWA_READINESS_CHECK_PATH"] == "/healthz"
-    assert variables["AWS_LWA_PORT"] == variables["PORT"]
+    # The app listens where LWA looks: AWS_LWA_PORT, read by the app itself, and on loopback.
+    assert variables["AWS_LWA_PORT"] == "8080"
+    assert "PORT" not in variables and "HOST" not in variables
     assert function["Handler"] == "run.sh"
     assert function["Timeout"] == 900
     url = function["FunctionUrlConfig"]
@@ -77,9 +79,9 @@ def test_default_auth_is_iam_and_cors_exposes_the_request_id(template: dict, fun
 
 
 def test_every_service_setting_in_the_template_is_one_the_service_reads(function: dict):
-    known = {value for name, value in vars(settings).items() if name.isupper() and isinstance(value, str)}
+    known = settings.env_names()
     ours = {name for name in function["Environment"]["Variables"] if not name.startswith("AWS_")}
-    assert ours - {"PORT"} <= known
+    assert ours <= known
     assert {"MODEL_ID", "ALLOWED_MODEL_IDS", "MAX_TOKENS_LIMIT", "HEARTBEAT_SECONDS"} <= ours
 
 

@@ -1,4 +1,4 @@
-"""The Bedrock boundary: the one place that talks to bedrock-runtime and translates its stream."""
+"""The Bedrock boundary: the one place that talks to bedrock-runtime; its stream becomes an upstream."""
 
 from __future__ import annotations
 
@@ -30,6 +30,9 @@ UPSTREAM_STATUS = {
     "ModelTimeoutException": 504,
 }
 # In-stream exceptions a client may retry; a validationException will fail the same way again.
+# botocore hands the raw HTTP response of an event stream to `before-parse` handlers, and merges
+# what they add into the parsed response: the one public way to the socket that close() must wake.
+_HTTP_RESPONSE_KEY = "RelayHttpResponse"
 RETRYABLE_STREAM_ERRORS = {
     "throttlingException",
     "serviceUnavailableException",
@@ -63,13 +66,19 @@ def make_client(settings: Settings) -> Any:
         tcp_keepalive=True,
     )
     # botocore directly: boto3 adds only import time here (it loads s3transfer), the client is the same.
-    return botocore.session.get_session().create_client("bedrock-runtime", config=config)
+    client = botocore.session.get_session().create_client("bedrock-runtime", config=config)
+    client.meta.events.register("before-parse.bedrock-runtime.ConverseStream", _keep_http_response)
+    return client
 
 
-def open_stream(client: Any, request: dict, retry_after: int) -> Any:
-    """Call converse_stream and return its event stream, or raise UpstreamError."""
+def _keep_http_response(response_dict: dict, customized_response_dict: dict, **_: Any) -> None:
+    customized_response_dict[_HTTP_RESPONSE_KEY] = response_dict.get("body")
+
+
+def open_stream(client: Any, request: dict, retry_after: int) -> BedrockStream:
+    """Call converse_stream and return its stream as an upstream, or raise UpstreamError."""
     try:
-        return client.converse_stream(**request)["stream"]
+        response = client.converse_stream(**request)
     except ClientError as exc:
         error = exc.response.get("Error", {})
         code = error.get("Code", "UpstreamError")
@@ -81,6 +90,7 @@ def open_stream(client: Any, request: dict, retry_after: int) -> Any:
         raise UpstreamError(status, code, message, wait, metadata.get("RetryAttempts", 0) + 1) from exc
     except BotoCoreError as exc:
         raise UpstreamError(502, "UpstreamUnavailable", f"Bedrock could not be reached: {exc}") from exc
+    return BedrockStream(response["stream"], response.get(_HTTP_RESPONSE_KEY))
 
 
 def _retry_after(header: str | None, default: int) -> int:
@@ -91,49 +101,58 @@ def _retry_after(header: str | None, default: int) -> int:
         return default
 
 
-def translate(stream: Any) -> Iterator[Event]:
-    """Yield the service's events for one ConverseStream, ending with a Failure if it broke."""
-    stopped = finished = False
-    try:
-        for event in stream:
-            if "contentBlockDelta" in event:
-                delta = event["contentBlockDelta"]["delta"]
-                if "text" in delta:
-                    yield Text(delta["text"])
-                elif "text" in delta.get("reasoningContent", ()):
-                    yield Reasoning(delta["reasoningContent"]["text"])
-            elif "messageStop" in event:
-                stopped = True
-                yield Stop(event["messageStop"]["stopReason"])
-            elif "metadata" in event:
-                finished = True
-                usage = event["metadata"].get("usage", {})
-                yield Usage(
-                    usage.get("inputTokens", 0),
-                    usage.get("outputTokens", 0),
-                    usage.get("totalTokens", 0),
-                    event["metadata"].get("metrics", {}).get("latencyMs"),
-                )
-    except EventStreamError as exc:
-        error = exc.response.get("Error", {})
-        code = error.get("Code", "streamError")
-        yield Failure(code, f"Bedrock: {error.get('Message', code)}", code in RETRYABLE_STREAM_ERRORS)
-        return
-    except (ReadTimeoutError, Urllib3ReadTimeout):
-        yield Failure("read_timeout", "Bedrock sent nothing within the read timeout", True)
-        return
-    except (BotoCoreError, Urllib3Error, OSError) as exc:
-        yield Failure("connection_error", f"the connection to Bedrock broke: {exc}", True)
-        return
-    if not (stopped and finished):
-        # botocore ends iteration quietly when a stream stops mid-frame.
-        yield Failure("truncated", "the Bedrock stream ended before the message was complete", True)
+class BedrockStream:
+    """One ConverseStream as the relay's upstream: the service's events, and a close() that stops billing."""
 
+    def __init__(self, stream: Any, http_response: Any = None):
+        self._stream = stream
+        self._http_response = http_response
 
-def close_stream(stream: Any) -> None:
-    """Close the Bedrock connection at once, waking a reader blocked on it, so billing stops."""
-    raw = getattr(stream, "_raw_stream", None)
-    # close() alone does not wake a thread blocked in recv() on Linux; shutdown() does.
-    with contextlib.suppress(AttributeError, ValueError, RuntimeError, OSError):
-        raw.shutdown()
-    stream.close()
+    def __iter__(self) -> Iterator[Event]:
+        """Yield the service's events, ending with a Failure if the stream broke."""
+        stopped = finished = False
+        seq = 0
+        try:
+            for event in self._stream:
+                if "contentBlockDelta" in event:
+                    delta = event["contentBlockDelta"]["delta"]
+                    if "text" in delta:
+                        seq += 1
+                        yield Text(seq, delta["text"])
+                    elif "text" in delta.get("reasoningContent", ()):
+                        seq += 1
+                        yield Reasoning(seq, delta["reasoningContent"]["text"])
+                elif "messageStop" in event:
+                    stopped = True
+                    yield Stop(event["messageStop"]["stopReason"])
+                elif "metadata" in event:
+                    finished = True
+                    usage = event["metadata"].get("usage", {})
+                    yield Usage(
+                        usage.get("inputTokens", 0),
+                        usage.get("outputTokens", 0),
+                        usage.get("totalTokens", 0),
+                        event["metadata"].get("metrics", {}).get("latencyMs"),
+                    )
+        except EventStreamError as exc:
+            error = exc.response.get("Error", {})
+            code = error.get("Code", "streamError")
+            yield Failure(code, f"Bedrock: {error.get('Message', code)}", code in RETRYABLE_STREAM_ERRORS)
+            return
+        except (ReadTimeoutError, Urllib3ReadTimeout):
+            yield Failure("read_timeout", "Bedrock sent nothing within the read timeout", True)
+            return
+        except (BotoCoreError, Urllib3Error, OSError) as exc:
+            yield Failure("connection_error", f"the connection to Bedrock broke: {exc}", True)
+            return
+        if not (stopped and finished):
+            # botocore ends iteration quietly when a stream stops mid-frame.
+            yield Failure("truncated", "the Bedrock stream ended before the message was complete", True)
+
+    def close(self) -> None:
+        """Close the Bedrock connection at once, waking a reader blocked on it, so billing stops."""
+        # close() alone does not wake a thread blocked in recv() on Linux; shutdown() does. urllib3
+        # refuses it once the connection is back in the pool, where it may serve another stream.
+        with contextlib.suppress(AttributeError, ValueError, RuntimeError, OSError):
+            self._http_response.shutdown()
+        self._stream.close()

@@ -1,22 +1,28 @@
-"""The service's own stream events, translated from Bedrock's and written by the wire formats."""
+"""The service's own stream events, the upstream that yields them, and the summary of a finished stream."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import ClassVar, Protocol
 
 
 @dataclass(frozen=True, slots=True)
 class Text:
-    """A piece of the answer text."""
+    """A piece of the answer text; `seq` numbers the stream's deltas from 1."""
 
+    seq: int
     text: str
+    kind: ClassVar[str] = "token"
 
 
 @dataclass(frozen=True, slots=True)
 class Reasoning:
-    """A piece of the model's reasoning, kept apart from the answer."""
+    """A piece of the model's reasoning, kept apart from the answer; numbered with the text."""
 
+    seq: int
     text: str
+    kind: ClassVar[str] = "reasoning"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +34,7 @@ class Stop:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts and Bedrock's latency, sent after the message stops."""
+    """Token counts and the upstream's latency, sent after the message stops."""
 
     input_tokens: int
     output_tokens: int
@@ -38,24 +44,49 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """The stream broke: a Bedrock exception, a read timeout, or a truncated stream."""
+    """The stream broke: an upstream exception, a read timeout, a truncation or a crash."""
 
     code: str
     message: str
     retryable: bool
 
 
+Delta = Text | Reasoning
+Event = Text | Reasoning | Stop | Usage | Failure
+
+
+class Upstream(Protocol):
+    """Where a stream's events come from: iterated by one reader thread, closed from any thread."""
+
+    def __iter__(self) -> Iterator[Event]: ...
+
+    def close(self) -> None:
+        """Stop generating at once, waking a reader that is blocked on the upstream."""
+
+
+# How a stream ended; the log line's `outcome`.
+COMPLETE = "complete"
+ERROR = "error"
+DEADLINE = "deadline"
+CLIENT_DISCONNECTED = "client_disconnected"
+INTERNAL_ERROR = "internal_error"
+
+
 @dataclass(slots=True)
 class Summary:
-    """What a finished stream amounted to, for the `end` event and the log line."""
+    """What a stream amounted to: for the `end` event, the JSON answer and the log line."""
 
     stop_reason: str | None = None
     usage: Usage | None = None
     ttft_ms: int | None = None
     duration_ms: int | None = None
+    outcome: str | None = None
+    failure: Failure | None = None
+    deltas: int = 0  # text and reasoning deltas relayed: what was generated, even if cut
+    status: int | None = None  # the HTTP status the client got; None if it never got one
 
     def usage_dict(self) -> dict[str, int] | None:
-        """Return token counts in the API's camelCase shape; None if Bedrock never sent them."""
+        """Return token counts in the API's camelCase shape; None if the upstream never sent them."""
         if self.usage is None:
             return None
         return {
@@ -63,6 +94,3 @@ class Summary:
             "outputTokens": self.usage.output_tokens,
             "totalTokens": self.usage.total_tokens,
         }
-
-
-Event = Text | Reasoning | Stop | Usage | Failure

@@ -1,10 +1,10 @@
-"""The wire formats: how each service event is written for text, SSE, NDJSON and JSON clients."""
+"""The native API's wire formats: how a stream is written for text, SSE, NDJSON and JSON clients."""
 
 from __future__ import annotations
 
 import json
 
-from .events import Failure, Summary
+from .events import DEADLINE, Delta, Failure, Reasoning, Summary, Text
 
 TEXT = "text/plain"
 SSE = "text/event-stream"
@@ -15,6 +15,11 @@ JSON = "application/json"
 MEDIA_TYPES = (TEXT, SSE, NDJSON, JSON)
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def error_body(code: str, message: str) -> dict:
+    """Return the one error shape of the native API, for refusals and failed JSON answers alike."""
+    return {"error": {"code": code, "message": message}}
 
 
 def end_data(summary: Summary) -> dict:
@@ -31,126 +36,116 @@ def error_data(failure: Failure) -> dict:
     return {"code": failure.code, "message": failure.message, "retryable": failure.retryable}
 
 
-class TextWriter:
+class NativeWriter:
+    """What every native format knows of its stream: whose request it is and which model answers."""
+
+    def __init__(self, request_id: str, model_id: str) -> None:
+        self.request_id = request_id
+        self.model_id = model_id
+
+
+class TextWriter(NativeWriter):
     """Raw answer text; an abnormal end adds one last `[error] ` line."""
 
     content_type = "text/plain; charset=utf-8"
     ping = None
+    _at_line_start = True
 
-    def __init__(self) -> None:
-        self._at_line_start = True
-
-    def start(self, request_id: str, model_id: str) -> bytes:
+    def start(self) -> bytes:
         return b""
 
-    def text(self, seq: int, text: str) -> bytes:
-        self._at_line_start = text.endswith("\n")
-        return text.encode(errors="replace")
-
-    def reasoning(self, seq: int, text: str) -> bytes:
+    def delta(self, event: Delta) -> bytes:
         # Reasoning is never mixed into the answer a curl user reads.
-        return b""
+        if type(event) is not Text:
+            return b""
+        self._at_line_start = event.text.endswith("\n")
+        return event.text.encode(errors="replace")
 
     def end(self, summary: Summary) -> bytes:
-        if summary.stop_reason == "deadline":
-            return self._error_line("deadline", "the stream reached its time limit and was stopped")
+        if summary.failure:
+            return self._error_line(summary.failure.code, summary.failure.message)
+        if summary.stop_reason == DEADLINE:
+            return self._error_line(DEADLINE, "the stream reached its time limit and was stopped")
         return b""
-
-    def error(self, failure: Failure) -> bytes:
-        return self._error_line(failure.code, failure.message)
 
     def _error_line(self, code: str, message: str) -> bytes:
         prefix = "" if self._at_line_start else "\n"
-        self._at_line_start = True
         return f"{prefix}[error] {code}: {message}\n".encode(errors="replace")
 
 
-class SseWriter:
+class SseWriter(NativeWriter):
     """Server-sent events: start, token, reasoning, end and error, with `: ping` comments."""
 
     content_type = "text/event-stream; charset=utf-8"
     ping = b": ping\n\n"
 
-    def start(self, request_id: str, model_id: str) -> bytes:
-        return self._event("start", {"requestId": request_id, "modelId": model_id})
+    def start(self) -> bytes:
+        return self._event("start", {"requestId": self.request_id, "modelId": self.model_id})
 
-    def text(self, seq: int, text: str) -> bytes:
-        return f'id: {seq}\nevent: token\ndata: {{"text":{_dumps(text)}}}\n\n'.encode(errors="replace")
-
-    def reasoning(self, seq: int, text: str) -> bytes:
-        return f'id: {seq}\nevent: reasoning\ndata: {{"text":{_dumps(text)}}}\n\n'.encode(errors="replace")
+    def delta(self, event: Delta) -> bytes:
+        data = f'{{"text":{_dumps(event.text)}}}'
+        return f"id: {event.seq}\nevent: {event.kind}\ndata: {data}\n\n".encode(errors="replace")
 
     def end(self, summary: Summary) -> bytes:
+        if summary.failure:
+            return self._event("error", error_data(summary.failure))
         return self._event("end", end_data(summary))
-
-    def error(self, failure: Failure) -> bytes:
-        return self._event("error", error_data(failure))
 
     @staticmethod
     def _event(name: str, data: dict) -> bytes:
         return f"event: {name}\ndata: {_dumps(data)}\n\n".encode(errors="replace")
 
 
-class NdjsonWriter:
+class NdjsonWriter(NativeWriter):
     """One JSON object per line, with a `type` field; the same events as SSE."""
 
     content_type = "application/x-ndjson; charset=utf-8"
     ping = b'{"type":"ping"}\n'
 
-    def start(self, request_id: str, model_id: str) -> bytes:
-        return self._line({"type": "start", "requestId": request_id, "modelId": model_id})
+    def start(self) -> bytes:
+        return self._line({"type": "start", "requestId": self.request_id, "modelId": self.model_id})
 
-    def text(self, seq: int, text: str) -> bytes:
-        return f'{{"type":"token","id":{seq},"text":{_dumps(text)}}}\n'.encode(errors="replace")
-
-    def reasoning(self, seq: int, text: str) -> bytes:
-        return f'{{"type":"reasoning","id":{seq},"text":{_dumps(text)}}}\n'.encode(errors="replace")
+    def delta(self, event: Delta) -> bytes:
+        line = f'{{"type":"{event.kind}","id":{event.seq},"text":{_dumps(event.text)}}}\n'
+        return line.encode(errors="replace")
 
     def end(self, summary: Summary) -> bytes:
+        if summary.failure:
+            return self._line({"type": "error", **error_data(summary.failure)})
         return self._line({"type": "end", **end_data(summary)})
-
-    def error(self, failure: Failure) -> bytes:
-        return self._line({"type": "error", **error_data(failure)})
 
     @staticmethod
     def _line(data: dict) -> bytes:
         return (_dumps(data) + "\n").encode(errors="replace")
 
 
-class JsonCollector:
-    """The whole answer at once: keeps every piece and writes nothing until `answer()`."""
+class JsonWriter(NativeWriter):
+    """The whole answer at once: writes nothing until the end, then one JSON document."""
 
     content_type = "application/json"
     ping = None
 
-    def __init__(self) -> None:
-        self.text_parts: list[str] = []
-        self.reasoning_parts: list[str] = []
+    def __init__(self, request_id: str, model_id: str) -> None:
+        super().__init__(request_id, model_id)
+        self._parts: dict[str, list[str]] = {Text.kind: [], Reasoning.kind: []}
 
-    def start(self, request_id: str, model_id: str) -> bytes:
+    def start(self) -> bytes:
         return b""
 
-    def text(self, seq: int, text: str) -> bytes:
-        self.text_parts.append(text)
-        return b""
-
-    def reasoning(self, seq: int, text: str) -> bytes:
-        self.reasoning_parts.append(text)
+    def delta(self, event: Delta) -> bytes:
+        self._parts[event.kind].append(event.text)
         return b""
 
     def end(self, summary: Summary) -> bytes:
-        return b""
-
-    def error(self, failure: Failure) -> bytes:
-        return b""
-
-    def answer(self, summary: Summary) -> dict:
-        """Return the JSON answer's fields once the stream has ended."""
-        return {
-            "text": "".join(self.text_parts),
-            "reasoning": "".join(self.reasoning_parts) or None,
+        """Return the answer, or the native error shape if the stream failed (sent with a 502)."""
+        if summary.failure:
+            return _dumps(error_body(summary.failure.code, summary.failure.message)).encode()
+        answer = {
+            "text": "".join(self._parts[Text.kind]),
+            "reasoning": "".join(self._parts[Reasoning.kind]) or None,
             **end_data(summary),
         }
+        return _dumps(answer).encode()
 
 
-WRITERS = {TEXT: TextWriter, SSE: SseWriter, NDJSON: NdjsonWriter, JSON: JsonCollector}
+WRITERS = {TEXT: TextWriter, SSE: SseWriter, NDJSON: NdjsonWriter, JSON: JsonWriter}

@@ -7,7 +7,11 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from .events import Summary
+from .relay import Listener
+
 logger = logging.getLogger("bedrock_relay.requests")
+NO_USAGE = {"inputTokens": None, "outputTokens": None, "totalTokens": None}
 
 
 def init_logging() -> None:
@@ -25,3 +29,26 @@ def log_request(**fields: object) -> None:
     # CloudWatch stamps each line, but locally the lines sit among gunicorn's own: say when.
     time = datetime.now(UTC).isoformat(timespec="milliseconds")
     logger.info(json.dumps({"time": time, "event": "request", **fields}, separators=(",", ":")))
+
+
+class RequestLog(Listener):
+    """Writes a stream's line once its response has ended, so the client's end never waits for it."""
+
+    def __init__(self, **fields: object):
+        self.fields = fields
+
+    def on_close(self, summary: Summary) -> None:
+        failure = summary.failure
+        log_request(
+            **self.fields,
+            status=summary.status,
+            outcome=summary.outcome,
+            stopReason=summary.stop_reason,
+            ttftMs=summary.ttft_ms,
+            durationMs=summary.duration_ms,
+            **(summary.usage_dict() or NO_USAGE),
+            # Counted by the relay, so a cut stream still shows how much was generated (usage is then null).
+            deltas=summary.deltas,
+            errorCode=failure.code if failure else None,
+            errorMessage=failure.message if failure else None,
+        )

@@ -1,212 +1,209 @@
-"""Moves one stream's events from Bedrock to the client: heartbeats, the deadline, disconnects."""
+"""The relay core: one stream's events from a pump to a writer and listeners, within its deadline."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import select
-import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
-from queue import Empty, SimpleQueue
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Protocol
 
-from .bedrock import close_stream, translate
-from .events import Failure, Reasoning, Stop, Summary, Text, Usage
+from .events import (
+    CLIENT_DISCONNECTED,
+    COMPLETE,
+    DEADLINE,
+    ERROR,
+    INTERNAL_ERROR,
+    Delta,
+    Event,
+    Failure,
+    Reasoning,
+    Stop,
+    Summary,
+    Text,
+    Usage,
+)
+from .pump import END
+
+if TYPE_CHECKING:
+    from .peer import Peer
 
 logger = logging.getLogger(__name__)
 
-# How often a silent stream checks whether its client is still there.
+# How often the stream checks whether its client is still there, writing or not.
 PEER_CHECK_SECONDS = 1.0
-_END = object()
+# A blocked write may outlast the deadline by this much before it fails.
+WRITE_GRACE_SECONDS = 1.0
 
 
-def peer_closed(sock: socket.socket | None) -> bool:
-    """Tell whether the client closed its connection, without reading or writing."""
-    if sock is None:
-        return False
-    # Poll first: with a socket timeout set, recv() waits for data despite MSG_DONTWAIT.
-    poller = select.poll()
-    poller.register(sock, select.POLLIN | select.POLLHUP | select.POLLERR)
-    if not poller.poll(0):
-        return False
-    try:
-        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-    except BlockingIOError:
-        return False
-    except OSError:
-        return True
+class Source(Protocol):
+    """What the core reads: a started pump that hands over batches of events."""
+
+    def start(self) -> None: ...
+
+    def get(self, timeout: float) -> list | None: ...
+
+    def cancel(self) -> None: ...
 
 
-class Pump:
-    """Reads a Bedrock stream on its own thread, so the response can beat and watch the clock."""
+class Writer(Protocol):
+    """One wire format: the bytes for the stream's start, each delta, and its end."""
 
-    def __init__(self, stream: Any):
-        self._stream = stream
-        self._queue: SimpleQueue = SimpleQueue()
-        self._cancelled = False
-        threading.Thread(target=self._run, name="bedrock-reader", daemon=True).start()
+    content_type: str
+    ping: bytes | None  # what fills a silence, or None if the format has no heartbeat
 
-    def _run(self) -> None:
-        try:
-            for event in translate(self._stream):
-                if self._cancelled:
-                    return
-                self._queue.put(event)
-        except Exception as exc:
-            # Closing the stream under the reader can surface odd errors; only report real ones.
-            if not self._cancelled:
-                logger.exception("reading the Bedrock stream failed")
-                self._queue.put(Failure("internal_error", f"reading the Bedrock stream failed: {exc}", False))
-        finally:
-            self._queue.put(_END)
+    def start(self) -> bytes: ...
 
-    def get(self, timeout: float) -> list | None:
-        """Wait for the next event, then take whatever else is already waiting; None on timeout."""
-        try:
-            batch = [self._queue.get(timeout=timeout)]
-        except Empty:
-            return None
-        # Coalesce only what the model got ahead of us with: never wait to fill a batch.
-        while True:
-            try:
-                batch.append(self._queue.get_nowait())
-            except Empty:
-                return batch
+    def delta(self, event: Delta) -> bytes: ...
 
-    def cancel(self) -> None:
-        """Stop reading and close the Bedrock connection, so no more tokens are billed."""
-        if not self._cancelled:
-            self._cancelled = True
-            with contextlib.suppress(Exception):
-                close_stream(self._stream)
+    def end(self, summary: Summary) -> bytes:
+        """Return the last bytes: an end or an error, as `summary.failure` says."""
+
+
+class Listener:
+    """Something besides the writer that follows a stream: the log line now; a store, a cache, metrics."""
+
+    def on_events(self, events: list[Event]) -> None:
+        """See each batch as it passes, on the response thread: keep it quick, never block."""
+
+    def on_close(self, summary: Summary) -> None:
+        """See the outcome once the response has ended: slow work belongs here."""
 
 
 class Relay:
-    """One request's stream: its events written by a wire format, its outcome logged once."""
+    """One stream: its body, its outcome, and its cleanup."""
 
     def __init__(
         self,
-        pump: Pump,
-        writer: Any,
+        source: Source,
+        writer: Writer,
         *,
-        start: bytes,
         started: float,
         deadline: float,
         heartbeat_seconds: float,
-        client: socket.socket | None,
-        on_finish: Callable[[Relay], None],
+        peer: Peer | None = None,
+        listeners: Sequence[Listener] = (),
+        clock: Callable[[], float] = time.monotonic,
     ):
-        self.pump = pump
+        self.source = source
         self.writer = writer
-        self.start = start
         self.started = started
         self.deadline = deadline
         self.heartbeat_seconds = heartbeat_seconds
-        self.client = client
-        self.on_finish = on_finish
+        self.peer = peer
+        self.listeners = tuple(listeners)
+        self.clock = clock
         self.summary = Summary()
-        self.failure: Failure | None = None
-        self.outcome = "client_disconnected"
-        self._seq = 0  # text and reasoning deltas relayed so far
-        self._finished = False
+        self._closed = False
 
-    def _handle(self, event: Any) -> bytes:
-        """Apply one event to the summary and return its bytes on the wire."""
-        if type(event) is Text:
-            if self.summary.ttft_ms is None:
-                self.summary.ttft_ms = ms_since(self.started)
-            self._seq += 1
-            return self.writer.text(self._seq, event.text)
-        if type(event) is Reasoning:
-            self._seq += 1
-            return self.writer.reasoning(self._seq, event.text)
-        if type(event) is Stop:
-            self.summary.stop_reason = event.reason
-        elif type(event) is Usage:
-            self.summary.usage = event
-        elif type(event) is Failure:
-            self.failure = event
-        return b""
-
-    def _bound_writes(self) -> None:
-        """Let a write to a client that stopped reading fail at the deadline instead of hanging."""
-        if self.client is not None:
-            with contextlib.suppress(OSError):
-                self.client.settimeout(max(0.1, self.deadline - time.monotonic() + 1))
-
-    def events(self) -> Iterator[bytes]:
+    def body(self) -> Iterator[bytes]:
         """Yield the response body chunk by chunk until the stream ends, fails or runs out of time."""
-        writer = self.writer
-        ping = writer.ping
-        original_timeout = self.client.gettimeout() if self.client is not None else None
-        last_write = last_check = time.monotonic()
+        writer, clock, summary = self.writer, self.clock, self.summary
+        ping, beat = writer.ping, self.heartbeat_seconds
         try:
-            self._bound_writes()
-            if self.start:
-                yield self.start
+            # Started here, inside the try, so no reader runs without the cleanup below.
+            self.source.start()
+            if self.peer is not None:
+                self.peer.bound_writes(self.deadline - clock() + WRITE_GRACE_SECONDS)
+            head = writer.start()
+            if head:
+                yield head
+            last_write = last_check = clock()
             while True:
-                now = time.monotonic()
+                now = clock()
                 if now >= self.deadline:
-                    self.pump.cancel()
-                    self.summary.stop_reason = "deadline"
-                    self.outcome = "deadline"
-                    self.summary.duration_ms = ms_since(self.started)
-                    yield writer.end(self.summary)
+                    self.source.cancel()
+                    summary.stop_reason = DEADLINE
+                    yield self._finish(DEADLINE)
                     return
                 if now - last_check >= PEER_CHECK_SECONDS:
-                    # Checked on a timer, not only in silences: a JSON or reasoning phase writes nothing.
+                    # On a timer, not only in silences: a JSON answer or a reasoning phase writes nothing.
                     last_check = now
-                    if peer_closed(self.client):
+                    if self.peer is not None and self.peer.gone():
+                        self._settle(CLIENT_DISCONNECTED)
                         return
-                wait = min(self.deadline - now, PEER_CHECK_SECONDS - (now - last_check))
+                wait = min(self.deadline - now, last_check + PEER_CHECK_SECONDS - now)
                 if ping:
-                    wait = min(wait, last_write + self.heartbeat_seconds - now)
-                batch = self.pump.get(max(0.0, wait))
+                    wait = min(wait, last_write + beat - now)
+                batch = self.source.get(max(0.0, wait))
                 if batch is None:
-                    if ping and time.monotonic() - last_write >= self.heartbeat_seconds:
-                        last_write = time.monotonic()
+                    if ping and clock() - last_write >= beat:
+                        last_write = clock()
                         yield ping
                     continue
-                ended = batch[-1] is _END
-                chunk = b"".join([self._handle(event) for event in batch if event is not _END])
+                chunk, ended = self._apply(batch)
                 if ended:
-                    self.summary.duration_ms = ms_since(self.started)
-                    self.outcome = "error" if self.failure else "complete"
-                    chunk += writer.error(self.failure) if self.failure else writer.end(self.summary)
+                    chunk += self._finish(ERROR if summary.failure else COMPLETE)
                 if chunk:
-                    last_write = time.monotonic()
+                    last_write = clock()
                     yield chunk
                 if ended:
                     return
+        except GeneratorExit:
+            # The server stopped taking the body: its write to the client failed.
+            summary.outcome = CLIENT_DISCONNECTED
+            raise
+        except Exception as exc:
+            summary.outcome = INTERNAL_ERROR
+            summary.failure = Failure(INTERNAL_ERROR, f"the relay failed: {exc}", False)
+            raise
         finally:
-            if self.client is not None:
-                with contextlib.suppress(OSError):
-                    self.client.settimeout(original_timeout)
-            self.close()
+            self.source.cancel()
 
-    @property
-    def deltas(self) -> int:
-        """How many text and reasoning deltas reached this relay: what was generated, even if cut."""
-        return self._seq
+    def _apply(self, batch: list) -> tuple[bytes, bool]:
+        """Take a batch into the summary and the listeners; return its bytes and whether it ended."""
+        summary, writer = self.summary, self.writer
+        ended = batch[-1] is END
+        events = batch[:-1] if ended else batch
+        out = []
+        for event in events:
+            kind = type(event)
+            if kind is Text or kind is Reasoning:
+                if summary.ttft_ms is None and kind is Text:
+                    summary.ttft_ms = self._ms_since_start()
+                summary.deltas += 1
+                out.append(writer.delta(event))
+            elif kind is Stop:
+                summary.stop_reason = event.reason
+            elif kind is Usage:
+                summary.usage = event
+            elif kind is Failure:
+                summary.failure = event
+        for listener in self.listeners:
+            listener.on_events(events)
+        return b"".join(out), ended
+
+    def _settle(self, outcome: str) -> None:
+        self.summary.outcome = outcome
+        self.summary.duration_ms = self._ms_since_start()
+
+    def _finish(self, outcome: str) -> bytes:
+        """Settle the outcome and return the writer's last bytes."""
+        self._settle(outcome)
+        return self.writer.end(self.summary)
+
+    def _ms_since_start(self) -> int:
+        return round((self.clock() - self.started) * 1000)
+
+    def run(self) -> bytes:
+        """Run the whole stream and return its body at once, for a format that answers at the end."""
+        return b"".join(self.body())
 
     def close(self) -> None:
-        """Stop Bedrock and log the outcome, once; also called if the body was never iterated."""
-        if self._finished:
+        """Stop the upstream, give back the socket and tell the listeners; once, after the response."""
+        if self._closed:
             return
-        self._finished = True
-        self.pump.cancel()
-        if self.summary.duration_ms is None:
-            self.summary.duration_ms = ms_since(self.started)
-        self.on_finish(self)
-
-    def run_to_end(self) -> None:
-        """Run the whole stream for a writer that answers once, at the end."""
-        for _ in self.events():
-            pass
-
-
-def ms_since(start: float) -> int:
-    """Milliseconds from a time.monotonic() reading until now."""
-    return round((time.monotonic() - start) * 1000)
+        self._closed = True
+        self.source.cancel()
+        if self.peer is not None:
+            self.peer.restore()
+        summary = self.summary
+        if summary.outcome is None:
+            # The server never took the body: the client was gone before the first write.
+            summary.outcome = CLIENT_DISCONNECTED
+        if summary.duration_ms is None:
+            summary.duration_ms = self._ms_since_start()
+        for listener in self.listeners:
+            try:
+                listener.on_close(summary)
+            except Exception:
+                logger.exception("a stream listener failed")

@@ -1,25 +1,11 @@
-"""The service's settings: every environment variable it reads, read in one place."""
+"""The service's settings: every environment variable it reads, each declared once, read in one place."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
-
-MODEL_ID = "MODEL_ID"
-ALLOWED_MODEL_IDS = "ALLOWED_MODEL_IDS"
-MAX_TOKENS_LIMIT = "MAX_TOKENS_LIMIT"
-MAX_REQUEST_BYTES = "MAX_REQUEST_BYTES"
-HEARTBEAT_SECONDS = "HEARTBEAT_SECONDS"
-DEADLINE_MARGIN_SECONDS = "DEADLINE_MARGIN_SECONDS"
-MAX_STREAM_SECONDS = "MAX_STREAM_SECONDS"
-BEDROCK_READ_TIMEOUT_SECONDS = "BEDROCK_READ_TIMEOUT_SECONDS"
-BEDROCK_CONNECT_TIMEOUT_SECONDS = "BEDROCK_CONNECT_TIMEOUT_SECONDS"
-BEDROCK_MAX_ATTEMPTS = "BEDROCK_MAX_ATTEMPTS"
-RETRY_AFTER_SECONDS = "RETRY_AFTER_SECONDS"
-CORS_ALLOW_ORIGINS = "CORS_ALLOW_ORIGINS"
-AWS_REGION = "AWS_REGION"
 
 DEFAULT_MODEL_ID = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 
@@ -28,31 +14,78 @@ class SettingsError(ValueError):
     """A setting from the environment has a value the service cannot use."""
 
 
+def _text(raw: str) -> str:
+    return raw
+
+
+def _names(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _positive(kind: type) -> Callable[[str], Any]:
+    def parse(raw: str) -> Any:
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise ValueError("must be a number") from None
+        if value <= 0:
+            raise ValueError("must be greater than 0")
+        return value
+
+    return parse
+
+
+def _port(raw: str) -> int:
+    value = _positive(int)(raw)
+    if value > 65535:
+        raise ValueError("must be a port number, 1 to 65535")
+    return value
+
+
+def setting(env: str | tuple[str, ...], default: Any, parse: Callable[[str], Any]) -> Any:
+    """Declare a setting: its environment variable (the first one set wins), default and parser."""
+    names = (env,) if isinstance(env, str) else env
+    return field(default=default, metadata={"env": names, "parse": parse})
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the service can be configured with, with its defaults."""
 
-    model_id: str = DEFAULT_MODEL_ID
-    allowed_model_ids: tuple[str, ...] = ()
-    max_tokens_limit: int = 8192
-    max_request_bytes: int = 1024 * 1024
-    heartbeat_seconds: float = 15.0
-    deadline_margin_seconds: float = 5.0
-    max_stream_seconds: float = 900.0
+    model_id: str = setting("MODEL_ID", DEFAULT_MODEL_ID, _text)
+    allowed_model_ids: tuple[str, ...] = setting("ALLOWED_MODEL_IDS", (), _names)
+    max_tokens_limit: int = setting("MAX_TOKENS_LIMIT", 8192, _positive(int))
+    max_request_bytes: int = setting("MAX_REQUEST_BYTES", 1024 * 1024, _positive(int))
+    heartbeat_seconds: float = setting("HEARTBEAT_SECONDS", 15.0, _positive(float))
+    deadline_margin_seconds: float = setting("DEADLINE_MARGIN_SECONDS", 5.0, _positive(float))
+    max_stream_seconds: float = setting("MAX_STREAM_SECONDS", 900.0, _positive(float))
     # Bedrock may pause between bytes while a model thinks; the stream's own
     # deadline, not the socket, should end a long stream.
-    bedrock_read_timeout_seconds: float = 900.0
-    bedrock_connect_timeout_seconds: float = 10.0
-    bedrock_max_attempts: int = 3
-    retry_after_seconds: int = 2
-    cors_allow_origins: tuple[str, ...] = ()
-    region: str = "us-east-1"
+    bedrock_read_timeout_seconds: float = setting("BEDROCK_READ_TIMEOUT_SECONDS", 900.0, _positive(float))
+    bedrock_connect_timeout_seconds: float = setting(
+        "BEDROCK_CONNECT_TIMEOUT_SECONDS", 10.0, _positive(float)
+    )
+    bedrock_max_attempts: int = setting("BEDROCK_MAX_ATTEMPTS", 3, _positive(int))
+    retry_after_seconds: int = setting("RETRY_AFTER_SECONDS", 2, _positive(int))
+    cors_allow_origins: tuple[str, ...] = setting("CORS_ALLOW_ORIGINS", (), _names)
+    region: str = setting("AWS_REGION", "us-east-1", _text)
+    # Loopback by default: LWA connects there, and nothing else should reach an unauthenticated
+    # relay of the owner's credentials. A container sets HOST=0.0.0.0.
+    host: str = setting("HOST", "127.0.0.1", _text)
+    # LWA looks for the app on AWS_LWA_PORT, then PORT: the server listens where LWA looks.
+    port: int = setting(("AWS_LWA_PORT", "PORT"), 8080, _port)
+    # gunicorn's: each stream holds one of the worker's threads for its whole life.
+    web_concurrency: int = setting("WEB_CONCURRENCY", 1, _positive(int))
+    web_threads: int = setting("WEB_THREADS", 64, _positive(int))
+    log_level: str = setting("LOG_LEVEL", "warning", str.lower)
 
     def __post_init__(self) -> None:
         if not self.allowed_model_ids:
             object.__setattr__(self, "allowed_model_ids", (self.model_id,))
         if self.model_id not in self.allowed_model_ids:
-            raise SettingsError(f"{MODEL_ID} {self.model_id!r} is not in {ALLOWED_MODEL_IDS}")
+            raise SettingsError(
+                f"{env_name('model_id')} {self.model_id!r} is not in {env_name('allowed_model_ids')}"
+            )
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
         """Return a copy with the given fields replaced (tests pass a dict)."""
@@ -62,48 +95,37 @@ class Settings:
             overrides.setdefault("allowed_model_ids", ())
         return replace(self, **overrides)
 
-
-_ENV_NAMES = {
-    "model_id": MODEL_ID,
-    "allowed_model_ids": ALLOWED_MODEL_IDS,
-    "max_tokens_limit": MAX_TOKENS_LIMIT,
-    "max_request_bytes": MAX_REQUEST_BYTES,
-    "heartbeat_seconds": HEARTBEAT_SECONDS,
-    "deadline_margin_seconds": DEADLINE_MARGIN_SECONDS,
-    "max_stream_seconds": MAX_STREAM_SECONDS,
-    "bedrock_read_timeout_seconds": BEDROCK_READ_TIMEOUT_SECONDS,
-    "bedrock_connect_timeout_seconds": BEDROCK_CONNECT_TIMEOUT_SECONDS,
-    "bedrock_max_attempts": BEDROCK_MAX_ATTEMPTS,
-    "retry_after_seconds": RETRY_AFTER_SECONDS,
-    "cors_allow_origins": CORS_ALLOW_ORIGINS,
-    "region": AWS_REGION,
-}
+    @property
+    def bind(self) -> str:
+        """Return the address for the server to listen on, as gunicorn writes it."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
 
 
-def _parse(name: str, raw: str, kind: Any) -> Any:
-    """Convert one environment value to its field's type, naming the variable on failure."""
-    try:
-        if kind == "tuple[str, ...]":
-            return tuple(part.strip() for part in raw.split(",") if part.strip())
-        if kind == "int":
-            value = int(raw)
-        elif kind == "float":
-            value = float(raw)
-        else:
-            return raw.strip()
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise SettingsError(f"{name} must be greater than 0, got {raw!r}")
-    return value
+def env_name(name: str) -> str:
+    """Return the environment variable a setting is read from."""
+    return _FIELDS[name].metadata["env"][0]
+
+
+def env_names() -> set[str]:
+    """Return every environment variable the service reads."""
+    return {env for item in _FIELDS.values() for env in item.metadata["env"]}
 
 
 def from_env(environ: Mapping[str, str] | None = None) -> Settings:
     """Build settings from the environment; unset or empty variables keep their defaults."""
     environ = os.environ if environ is None else environ
     values = {}
-    for field in fields(Settings):
-        raw = environ.get(_ENV_NAMES[field.name], "").strip()
-        if raw:
-            values[field.name] = _parse(_ENV_NAMES[field.name], raw, field.type)
+    for item in _FIELDS.values():
+        for env in item.metadata["env"]:
+            raw = environ.get(env, "").strip()
+            if raw:
+                try:
+                    values[item.name] = item.metadata["parse"](raw)
+                except ValueError as exc:
+                    raise SettingsError(f"{env} {exc}, got {raw!r}") from None
+                break
     return Settings(**values)
+
+
+_FIELDS = {item.name: item for item in fields(Settings)}

@@ -1,0 +1,108 @@
+"""The native API: POST /chat, from its request body to a stream in the format the client accepts."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Blueprint, Response, abort, current_app, g, request
+
+from . import formats, invocation
+from .bedrock import UpstreamError, open_stream
+from .errors import error_response, log_rejected
+from .events import CLIENT_DISCONNECTED, INTERNAL_ERROR
+from .logs import RequestLog
+from .peer import Peer
+from .pump import Pump
+from .relay import Relay
+from .settings import Settings
+from .validation import InvalidRequest, parse_body, validate
+
+logger = logging.getLogger(__name__)
+bp = Blueprint("chat", __name__)
+
+STREAM_HEADERS = {
+    "Cache-Control": "no-cache",
+    # Proxies such as nginx buffer responses unless told not to.
+    "X-Accel-Buffering": "no",
+    # Stops browsers buffering the start of a text/plain body to sniff its type.
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+@bp.errorhandler(InvalidRequest)
+def _invalid_request(exc: InvalidRequest) -> Response:
+    log_rejected(400, exc.code, exc.message)
+    return error_response(400, exc.code, exc.message)
+
+
+@bp.errorhandler(UpstreamError)
+def _upstream_error(exc: UpstreamError) -> Response:
+    log_rejected(exc.status, exc.code, exc.message, attempts=exc.attempts)
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+    return error_response(exc.status, exc.code, exc.message, headers)
+
+
+def _read_body(settings: Settings) -> bytes:
+    data = request.get_data(cache=False)
+    # Without a Content-Length (a chunked body) werkzeug stops at the limit instead of refusing.
+    if request.content_length is None and len(data) >= settings.max_request_bytes:
+        abort(413)
+    return data
+
+
+@bp.post("/chat")
+def chat() -> Response:
+    """Validate the request, open the Bedrock stream, then relay it in the negotiated format."""
+    settings: Settings = current_app.extensions["settings"]
+    media_type = request.accept_mimetypes.best_match(formats.MEDIA_TYPES, default=formats.TEXT)
+    # Taken before the Bedrock call, so a slow start eats into the stream, not past the deadline.
+    deadline = invocation.deadline(settings)
+    g.log_fields = {"format": media_type}
+    chat_request = validate(parse_body(_read_body(settings)), settings)
+    g.log_fields["modelId"] = chat_request.model_id
+    if deadline <= time.monotonic():
+        message = "too little time is left before the Lambda deadline"
+        log_rejected(503, "deadline", message)
+        return error_response(503, "deadline", message)
+    writer = formats.WRITERS[media_type](g.request_id, chat_request.model_id)
+    log = RequestLog(requestId=g.request_id, **g.log_fields)
+    peer = Peer.of(request.environ.get("gunicorn.socket"))
+    # Everything that can fail the request happens before the status is sent; the stream opens last.
+    upstream = open_stream(
+        current_app.extensions["bedrock"], chat_request.converse_args, settings.retry_after_seconds
+    )
+    relay = Relay(
+        Pump(upstream),
+        writer,
+        started=g.started,
+        deadline=deadline,
+        heartbeat_seconds=settings.heartbeat_seconds,
+        peer=peer,
+        listeners=[log],
+    )
+    if media_type == formats.JSON:
+        return _answer_at_once(relay)
+    response = Response(relay.body(), status=200, headers=STREAM_HEADERS, content_type=writer.content_type)
+    # Runs after the server has written the last chunk, or if it never takes the body at all.
+    response.call_on_close(relay.close)
+    relay.summary.status = response.status_code
+    return response
+
+
+def _answer_at_once(relay: Relay) -> Response:
+    """Run the stream to its end and answer once, with a real status if it failed."""
+    try:
+        body = relay.run()
+    except Exception:
+        logger.exception("the stream failed")
+        relay.summary.status = 500
+        relay.close()
+        return error_response(500, INTERNAL_ERROR, f"the relay failed; see request id {g.request_id}")
+    status = 502 if relay.summary.failure else 200
+    response = Response(body, status=status, headers=STREAM_HEADERS, content_type=relay.writer.content_type)
+    response.call_on_close(relay.close)
+    # The status is sent only now: a client that left first never got one.
+    if relay.summary.outcome != CLIENT_DISCONNECTED:
+        relay.summary.status = status
+    return response
