@@ -60,6 +60,8 @@ def main() -> None:
         )
         step("memory over a 100k-token stream")
         figures["memory"] = measure.memory(app, 10000 if quick else 100000)
+        step("a client that never reads")
+        figures["stalled_client"] = measure.stalled_client(app, 3 if quick else 10)
         step("64 concurrent streams at 50 tok/s")
         figures["concurrency"] = measure.concurrency(app.url, 64, 100 if quick else 500, 50)
         panels["shared machine (normal scheduling)"]["64 concurrent, sse"] = figures["concurrency"].pop(

@@ -101,6 +101,18 @@ class RelayStream:
         )
 
 
+def stalled_request(url: str, prompt_text: str) -> socket.socket:
+    """Ask the relay for a stream and never read it: the socket's small buffers fill at once."""
+    parts = urlsplit(url)
+    body = json.dumps({"prompt": prompt_text}).encode()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((parts.hostname, parts.port))
+    head = f"POST /chat HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Length: {len(body)}\r\n\r\n"
+    sock.sendall(head.encode() + body)
+    return sock
+
+
 def relay_stream(url: str, accept: str, prompt_text: str, tokens: int) -> StreamResult:
     """Run one stream through the relay and return what arrived when."""
     return RelayStream(url, accept, prompt_text, tokens).run()

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from . import services
-from .clients import RelayStream, direct_stream, prompt, relay_stream
+from .clients import RelayStream, direct_stream, prompt, relay_stream, stalled_request
 from .stats import median, slope_per_minute, summarize_ms
 
 FORMATS = {"text": "text/plain", "sse": "text/event-stream", "ndjson": "application/x-ndjson"}
@@ -140,6 +140,26 @@ def memory(app: services.Service, tokens: int) -> dict:
         "after_stream": after,
         "peak_worker_rss_during_mb": max(s["worker_rss_mb"] for _, s in samples),
         "worker_rss_growth_mb": round(after["worker_rss_mb"] - before["worker_rss_mb"], 1),
+    }
+
+
+def stalled_client(app: services.Service, seconds: float) -> dict:
+    """Worker memory while a client asks for a full-speed stream and never reads a byte of it."""
+    before = services.app_memory(app)
+    sock = stalled_request(app.url, prompt(10_000_000, 0, 0, "stalled"))
+    try:
+        sampler = _Sampler(app, 0.5).start()
+        time.sleep(seconds)
+        points = sampler.stop()
+    finally:
+        sock.close()
+    rss = [sample["worker_rss_mb"] for _, sample in points]
+    return {
+        "seconds": seconds,
+        "worker_rss_before_mb": before["worker_rss_mb"],
+        "worker_rss_max_mb": max(rss),
+        "worker_rss_last_mb": rss[-1],
+        "worker_rss_growth_mb": round(max(rss) - before["worker_rss_mb"], 1),
     }
 
 

@@ -86,6 +86,16 @@ def rows(figures: dict) -> list[tuple[str, str, str, str]]:
         mem["worker_rss_growth_mb"] <= 5,
     )
     add("worker RSS peak", mem["after_stream"]["worker_peak_mb"], "MB")
+    if "stalled_client" in figures:
+        stalled = figures["stalled_client"]
+        add(
+            f"worker RSS growth, {stalled['seconds']:g} s of a client that never reads "
+            f"({stalled['worker_rss_before_mb']:g} -> {stalled['worker_rss_max_mb']:g} MB)",
+            stalled["worker_rss_growth_mb"],
+            "MB",
+            "<= 5 MB",
+            stalled["worker_rss_growth_mb"] <= 5,
+        )
     conc = figures["concurrency"]
     add(
         f"{conc['streams']} streams: lost or reordered tokens",

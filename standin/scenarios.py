@@ -72,6 +72,7 @@ class Scenario:
     reasoning: int = 0  # reasoning deltas before the answer
     text: str = "lorem"  # or "unicode": multi-byte characters and emoji
     error: str = ""  # fail before streaming with this exception
+    retry_after: int = 0  # with `error`: send this Retry-After header, as Bedrock may when throttling
     stream_error: str = ""  # raise this exception in the stream, after `after` tokens
     truncate: str = ""  # "clean" or "midframe": end the stream early, after `after` tokens
     silence: float = 0.0  # pause this many seconds after `after` tokens

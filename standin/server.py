@@ -79,7 +79,10 @@ class Handler(BaseHTTPRequestHandler):
         if scenario.error:
             record.outcome, record.ended = "error", time.monotonic()
             return self._error(
-                ERROR_STATUS[scenario.error], scenario.error, f"stand-in acted out {scenario.error}"
+                ERROR_STATUS[scenario.error],
+                scenario.error,
+                f"stand-in acted out {scenario.error}",
+                {"Retry-After": str(scenario.retry_after)} if scenario.retry_after else None,
             )
         try:
             self._stream(request, scenario, record)
@@ -179,11 +182,10 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _error(self, status: int, code: str, message: str) -> None:
+    def _error(self, status: int, code: str, message: str, headers: dict | None = None) -> None:
         body = json.dumps({"message": message}).encode()
-        self._send(
-            status, "application/json", body, {"x-amzn-ErrorType": f"{code}:http://internal.amazon.com/"}
-        )
+        error_type = {"x-amzn-ErrorType": f"{code}:http://internal.amazon.com/"}
+        self._send(status, "application/json", body, {**error_type, **(headers or {})})
 
 
 class StandInServer(ThreadingHTTPServer):

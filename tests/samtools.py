@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import re
 import shutil
@@ -58,3 +60,19 @@ def find_python(version: str) -> str:
         if done.returncode == 0:
             return candidate
     raise AssertionError(f"Python {version} (the Lambda runtime's) is needed to run the built function")
+
+
+DECODE = "import json, sys; from cfnlint.decode import decode; print(json.dumps(decode(sys.argv[1])[0]))"
+
+
+@functools.cache
+def load_template() -> dict:
+    """Return template.yaml as data, read by cfn-lint's own loader (it knows the !Ref short forms)."""
+    done = run_tool("python", "-c", DECODE, str(TEMPLATE))
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def template_function() -> dict:
+    """Return the function's properties in template.yaml."""
+    return load_template()["Resources"]["ChatFunction"]["Properties"]

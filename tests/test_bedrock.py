@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 
-from bedrock_relay.bedrock import make_client
-from bedrock_relay.settings import Settings, from_env
+from bedrock_relay.bedrock import make_client, open_stream
+from bedrock_relay.settings import Settings
 
+from tests.conftest import wait_for_record
 from tests.harness import OFFLINE_AWS_ENV
 
 
@@ -18,14 +21,6 @@ def test_client_defaults_outlast_botocores_60s_read_timeout(monkeypatch):
     assert config.retries == {"mode": "standard", "total_max_attempts": 3}
 
 
-def test_settings_come_from_the_environment():
-    settings = from_env({"MODEL_ID": "m1", "ALLOWED_MODEL_IDS": "m1, m2", "HEARTBEAT_SECONDS": "2.5"})
-    assert settings.allowed_model_ids == ("m1", "m2")
-    assert settings.heartbeat_seconds == 2.5
-    assert from_env({"MODEL_ID": "solo"}).allowed_model_ids == ("solo",)
-    assert Settings().with_overrides({"model_id": "other"}).allowed_model_ids == ("other",)
-
-
 def test_one_attempt_means_one_call_to_bedrock(client, standin):
     label = uuid.uuid4().hex[:12]
     response = client.post(
@@ -33,3 +28,53 @@ def test_one_attempt_means_one_call_to_bedrock(client, standin):
     )
     assert response.status_code == 503
     assert len([r for r in standin.records if r.scenario["id"] == label]) == 1
+
+
+def read_in_background(stream) -> tuple[list, threading.Thread]:
+    events: list = []
+
+    def read() -> None:
+        for event in stream:
+            events.append(event)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return events, reader
+
+
+def test_close_wakes_a_reader_blocked_on_a_silent_stream(standin, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", standin.url)
+    for name, value in OFFLINE_AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    label = uuid.uuid4().hex[:12]
+    prompt = f"[standin id={label} tokens=5 after=1 silence=60]"
+    stream = open_stream(make_client(Settings()), {"modelId": "m", "messages": message(prompt)}, 2)
+    events, reader = read_in_background(stream)
+    until(lambda: events, "the first token")
+    stream.close()
+    reader.join(5)
+    assert not reader.is_alive(), "the reader stayed blocked in the silence after close()"
+    assert wait_for_record(standin, label, "client_closed").tokens_sent == 1
+
+
+def test_closing_a_finished_stream_leaves_its_pooled_connection_working(standin, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", standin.url)
+    for name, value in OFFLINE_AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    client = make_client(Settings(bedrock_max_attempts=1))
+    first = open_stream(client, {"modelId": "m", "messages": message("[standin tokens=3]")}, 2)
+    assert type(list(first)[-1]).__name__ == "Usage"
+    first.close()
+    second = open_stream(client, {"modelId": "m", "messages": message("[standin tokens=3]")}, 2)
+    assert type(list(second)[-1]).__name__ == "Usage"
+
+
+def message(text: str) -> list[dict]:
+    return [{"role": "user", "content": [{"text": text}]}]
+
+
+def until(condition, what: str) -> None:
+    end = time.monotonic() + 5
+    while not condition():
+        assert time.monotonic() < end, f"never happened: {what}"
+        time.sleep(0.005)

@@ -165,7 +165,7 @@ def test_an_error_inside_the_stream_is_shown_after_the_partial_answer_and_announ
 
 
 def test_a_deadline_stop_without_usage_is_shown_as_complete(page, standin):
-    short_app = start_app(standin.url, MAX_STREAM_SECONDS="2")
+    short_app = start_app(standin.url, MAX_STREAM_SECONDS="1")
     try:
         page.goto(short_app.url)
         ask(page, "[standin tokens=200 tps=20]")
@@ -200,8 +200,11 @@ def test_an_unanswered_turn_is_marked_and_the_prompt_refilled_only_if_empty(page
     page.route("**/chat", lambda route: held.append(route))
     page.goto(app.url)
     ask(page, "first try")
-    while not held:
+    for _ in range(750):  # 15 s at most
+        if held:
+            break
         page.wait_for_timeout(20)
+    assert held, "the page never sent its request"
     page.fill("#prompt", "typed meanwhile")
     error = {"error": {"code": "ThrottlingException", "message": "slow down"}}
     held[0].fulfill(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from bedrock_relay.app import create_app
 from httpx_sse import connect_sse
 
 from tests.test_requests import assert_error
@@ -32,6 +33,12 @@ def test_errors_before_the_stream_get_a_real_status(client, exception, status):
         assert int(response.headers["retry-after"]) >= 1
     else:
         assert "retry-after" not in response.headers
+
+
+def test_bedrocks_own_retry_after_is_passed_on(client):
+    response = client.post("/chat", json={"prompt": "[standin error=ThrottlingException retry_after=7]"})
+    assert_error(response, 429, "ThrottlingException")
+    assert response.headers["retry-after"] == "7"
 
 
 STREAM_ERRORS = [
@@ -112,3 +119,21 @@ def test_an_in_stream_error_is_logged_with_its_message_and_the_deltas_relayed(ap
     record = app.log_for(response.headers["x-request-id"])
     assert record["outcome"] == "error" and record["deltas"] == 3
     assert record["errorCode"] == "throttlingException" and record["errorMessage"]
+
+
+class CrashingBedrock:
+    """A Bedrock client with a bug no handler expects."""
+
+    def converse_stream(self, **_: object) -> None:
+        raise RuntimeError("a bug in the client")
+
+
+def test_an_unexpected_crash_is_a_json_500_logged_as_an_internal_error(capfd):
+    client = create_app({"BEDROCK_CLIENT": CrashingBedrock()}).test_client()
+    response = client.post("/chat", json={"prompt": "hi"})
+    assert response.status_code == 500 and response.headers["content-type"] == "application/json"
+    error = response.json["error"]
+    assert error["code"] == "internal_error" and response.headers["x-request-id"] in error["message"]
+    assert "a bug in the client" not in error["message"]
+    lines = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith("{")]
+    assert [(line["status"], line["outcome"]) for line in lines] == [(500, "internal_error")]

@@ -250,7 +250,7 @@ def test_a_body_never_taken_still_closes_the_upstream_and_logs_once():
 def test_a_writer_that_fails_is_an_internal_error_not_a_disconnect():
     class BrokenWriter(SseWriter):
         def delta(self, event):
-            raise ValueError("bug")
+            raise ValueError(f"bug at {event.seq}")
 
     clock = Clock()
     stream = relay(ScriptedSource(clock, tokens("a"), DONE), BrokenWriter("r", "m"))
@@ -263,7 +263,7 @@ def test_a_writer_that_fails_is_an_internal_error_not_a_disconnect():
 def test_a_failing_listener_does_not_stop_the_others():
     class Broken(Listener):
         def on_close(self, summary: Summary) -> None:
-            raise RuntimeError("store down")
+            raise RuntimeError(f"store down, {summary.outcome} not saved")
 
     clock = Clock()
     recorder = Recorder()

@@ -12,7 +12,7 @@ import pytest
 
 from standin.server import StandInServer
 from tests.harness import AppProcess, start_app
-from tests.samtools import find_python, run_tool, runtime_version
+from tests.samtools import find_python, run_tool, runtime_version, template_function
 
 # ELF e_machine values: what a compiled extension was built for.
 ELF_MACHINES = {"DependenciesArm64": 0xB7, "DependenciesX86": 0x3E}
@@ -43,6 +43,9 @@ def built_app(
     bare = tmp_path_factory.mktemp("runtime") / "python"
     subprocess.run([find_python(runtime_version()), "-m", "venv", "--without-pip", str(bare)], check=True)
     task_root = build_dir / "ChatFunction"
+    # The service settings the template sets to fixed values (CORS_ALLOW_ORIGINS among them), as deployed.
+    variables = template_function()["Environment"]["Variables"]
+    deployed = {name: value for name, value in variables.items() if isinstance(value, str)}
     app = start_app(
         standin.url,
         command=[str(task_root / "run.sh")],
@@ -51,6 +54,7 @@ def built_app(
         PATH=f"{bare / 'bin'}:/usr/bin:/bin",
         PYTHONPATH=str(build_dir / "DependenciesX86" / "python"),
         PYTHONNOUSERSITE="1",
+        **{name: value for name, value in deployed.items() if not name.startswith("AWS_")},
         HEARTBEAT_SECONDS="0.5",
         BEDROCK_MAX_ATTEMPTS="1",
     )
@@ -104,6 +108,8 @@ def test_built_function_streams_from_bedrock(built_app: AppProcess):
 
 
 def test_built_function_adds_no_cors_headers_of_its_own(built_app: AppProcess):
+    # The URL's own CORS answers browsers; the template must leave the app's off.
+    assert "CORS_ALLOW_ORIGINS" in template_function()["Environment"]["Variables"]
     response = httpx.post(
         f"{built_app.url}/chat", json={"prompt": "Hi"}, headers={"Origin": "https://example.com"}, timeout=30
     )

@@ -10,6 +10,7 @@ import uuid
 import httpx
 import pytest
 
+from standin.scenarios import STAMP
 from tests.conftest import wait_for_record
 from tests.harness import start_app
 
@@ -20,20 +21,21 @@ def tag() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def test_first_token_arrives_long_before_the_stand_in_finishes(app, standin):
+def test_tokens_leave_the_relay_while_the_stand_in_is_still_generating(app, standin):
     label = tag()
-    arrivals = []
-    with httpx.stream(
-        "POST", f"{app.url}/chat", json={"prompt": f"[standin id={label} tokens=20 tps=10]"}
-    ) as r:
-        for chunk in r.iter_raw():
-            arrivals.append((time.monotonic(), chunk))
-    record = wait_for_record(standin, label, "complete")
-    first_arrival = arrivals[0][0]
-    # The stand-in spends ~2 s writing 20 tokens at 10/s; the first must not wait for the last.
-    assert record.ended - first_arrival > 1.5
-    assert len(arrivals) >= 15, "tokens were batched instead of relayed one by one"
-    assert arrivals[-1][0] - first_arrival > 1.5
+    arrivals = []  # (arrival on time.monotonic(), the token's emit time, stamped by the stand-in)
+    prompt = f"[standin id={label} tokens=20 tps=10 stamp=1]"
+    with httpx.stream("POST", f"{app.url}/chat", json={"prompt": prompt}) as r:
+        for chunk in r.iter_text():
+            arrivals += [(time.monotonic(), float(emit)) for _, emit in STAMP.findall(chunk)]
+    wait_for_record(standin, label, "complete")
+    emitted = [emit for _, emit in arrivals]
+    assert len(emitted) == 20 and emitted == sorted(emitted)
+    # Order, on the one clock both processes share: the first token reached the client before
+    # the stand-in wrote the last, and most tokens arrived before the next one was even written.
+    assert arrivals[0][0] < emitted[-1]
+    ahead = sum(arrival < next_emit for (arrival, _), next_emit in zip(arrivals, emitted[1:], strict=False))
+    assert ahead > len(emitted) // 2, "tokens were held back and sent in batches"
 
 
 def read_until_tokens(response: httpx.Response, count: int) -> None:
@@ -52,10 +54,9 @@ def test_client_disconnect_closes_the_bedrock_connection(app, standin):
     ) as r:
         request_id = r.headers["x-request-id"]
         read_until_tokens(r, 3)
-        left = time.monotonic()
+    # Closed by the relay long before its 400 tokens were written: the client's leaving stopped it.
     record = wait_for_record(standin, label, "client_closed", timeout=5)
-    assert record.ended - left < 3
-    assert record.tokens_sent < 100
+    assert record.tokens_sent < 400
     record = app.log_for(request_id)
     assert record["outcome"] == "client_disconnected"
     assert record["deltas"] >= 3 and record["outputTokens"] is None
@@ -67,9 +68,9 @@ def test_disconnect_during_a_silence_is_seen_without_writing(app, standin):
     # Plain text has no heartbeats, so only the app's own check can notice the client leaving.
     with httpx.stream("POST", f"{app.url}/chat", json={"prompt": prompt}) as r:
         next(r.iter_raw())
-        left = time.monotonic()
+    # Closed within the 30 s silence, when nothing was being written to the client.
     record = wait_for_record(standin, label, "client_closed", timeout=5)
-    assert record.ended - left < 3
+    assert record.tokens_sent == 2
 
 
 def raw_request(app, body: dict, headers: dict) -> socket.socket:
@@ -105,18 +106,17 @@ def test_disconnect_while_waiting_for_a_json_answer_closes_bedrock(app, standin)
             headers={"Accept": "application/json"},
             timeout=1,
         )
-    left = time.monotonic()
     record = wait_for_record(standin, label, "client_closed", timeout=5)
-    assert record.ended - left < 3
+    assert record.tokens_sent < 200
 
 
 def test_a_client_that_stops_reading_is_let_go_at_the_deadline(app, standin):
     label = tag()
-    headers = {**SSE, **lambda_context(8)}
+    headers = {**SSE, **lambda_context(6.5)}
     sock = raw_request(app, {"prompt": f"[standin id={label} tokens=2000000 tps=0]"}, headers)
     try:
         # Never read: the app's writes block once the socket buffers fill up, long before
-        # the deadline 3 s from now, so only a bounded write can end the stream.
+        # the deadline 1.5 s from now, so only a bounded write can end the stream.
         record = wait_for_record(standin, label, "client_closed", timeout=12)
         assert record.tokens_sent < 2000000
     finally:
@@ -124,12 +124,13 @@ def test_a_client_that_stops_reading_is_let_go_at_the_deadline(app, standin):
 
 
 def test_heartbeats_fill_a_silence(app):
-    prompt = {"prompt": "[standin tokens=3 after=1 silence=2]"}
+    prompt = {"prompt": "[standin tokens=3 after=1 silence=1.5]"}
+    # HEARTBEAT_SECONDS is 0.5 for these tests; tests/test_relay_core.py checks the cadence exactly.
     sse = httpx.post(f"{app.url}/chat", json=prompt, headers=SSE, timeout=10).text
-    assert sse.count(": ping\n\n") >= 3  # HEARTBEAT_SECONDS is 0.5 for these tests
+    assert ": ping\n\n" in sse.split("event: token")[1]  # in the silence, after the first token
     ndjson = httpx.post(f"{app.url}/chat", json=prompt, headers={"Accept": "application/x-ndjson"}).text
     types = [json.loads(line)["type"] for line in ndjson.splitlines()]
-    assert types.count("ping") >= 3
+    assert types.index("ping") > types.index("token")
     assert types[-1] == "end"
 
 
@@ -147,12 +148,12 @@ def test_the_stream_ends_cleanly_before_the_lambda_deadline(app, standin):
     label = tag()
     # DEADLINE_MARGIN_SECONDS defaults to 5: the stream must end ~1.5 s from now.
     headers = {**SSE, **lambda_context(6.5)}
-    started = time.monotonic()
+    lambda_deadline = json.loads(headers["x-amzn-lambda-context"])["deadline"] / 1000
     response = httpx.post(
         f"{app.url}/chat", json={"prompt": f"[standin id={label} tokens=500 tps=20]"}, headers=headers
     )
-    elapsed = time.monotonic() - started
-    assert 1.0 < elapsed < 3.5
+    # Ended by the app, not cut by Lambda: after the margin began, before Lambda's deadline.
+    assert lambda_deadline - 5 <= time.time() < lambda_deadline
     assert response.headers["x-request-id"] == json.loads(headers["x-amzn-lambda-context"])["request_id"]
     last = response.text.strip().split("\n\n")[-1]
     assert last.startswith("event: end")
@@ -229,10 +230,12 @@ def test_a_silence_longer_than_the_read_timeout_is_an_error(tight_app):
     assert text.splitlines()[-1].startswith("[error] read_timeout: ")
 
 
-def test_max_stream_seconds_bounds_a_stream_without_a_lambda_deadline(tight_app):
+def test_max_stream_seconds_bounds_a_stream_without_a_lambda_deadline(tight_app, standin):
+    label = tag()
     started = time.monotonic()
     text = httpx.post(
-        f"{tight_app.url}/chat", json={"prompt": "[standin tokens=500 tps=20]"}, timeout=10
+        f"{tight_app.url}/chat", json={"prompt": f"[standin id={label} tokens=500 tps=20]"}, timeout=10
     ).text
-    assert 3.5 < time.monotonic() - started < 6
+    assert time.monotonic() - started >= 4  # never before MAX_STREAM_SECONDS
     assert text.splitlines()[-1].startswith("[error] deadline: ")
+    assert wait_for_record(standin, label, "client_closed").tokens_sent < 500

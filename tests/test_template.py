@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -11,22 +10,18 @@ import pytest
 from bedrock_relay import settings
 
 from tests.harness import ROOT
-from tests.samtools import TEMPLATE, run_tool, runtime_version
-
-DECODE = "import json, sys; from cfnlint.decode import decode; print(json.dumps(decode(sys.argv[1])[0]))"
+from tests.samtools import TEMPLATE, load_template, run_tool, runtime_version, template_function
 
 
 @pytest.fixture(scope="module")
 def template() -> dict:
-    """The template as data, read by cfn-lint's own loader (it knows the !Ref short forms)."""
-    done = run_tool("python", "-c", DECODE, str(TEMPLATE))
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    """The template as data."""
+    return load_template()
 
 
 @pytest.fixture(scope="module")
-def function(template: dict) -> dict:
-    return template["Resources"]["ChatFunction"]["Properties"]
+def function() -> dict:
+    return template_function()
 
 
 def _statements(template: dict) -> Iterator[dict]:

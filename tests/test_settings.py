@@ -1,0 +1,51 @@
+"""Settings come from the environment, each named once; the server listens on loopback unless told."""
+
+from __future__ import annotations
+
+import pytest
+from bedrock_relay.settings import Settings, SettingsError, env_names, from_env
+
+from tests.harness import start_app
+
+
+def test_settings_come_from_the_environment():
+    settings = from_env({"MODEL_ID": "m1", "ALLOWED_MODEL_IDS": "m1, m2", "HEARTBEAT_SECONDS": "2.5"})
+    assert settings.allowed_model_ids == ("m1", "m2")
+    assert settings.heartbeat_seconds == 2.5
+    assert from_env({"MODEL_ID": "solo"}).allowed_model_ids == ("solo",)
+    assert Settings().with_overrides({"model_id": "other"}).allowed_model_ids == ("other",)
+
+
+@pytest.mark.parametrize(
+    ("environ", "words"),
+    [
+        ({"HEARTBEAT_SECONDS": "soon"}, "HEARTBEAT_SECONDS must be a number, got 'soon'"),
+        ({"MAX_TOKENS_LIMIT": "0"}, "MAX_TOKENS_LIMIT must be greater than 0"),
+        ({"PORT": "70000"}, "PORT must be a port number"),
+        ({"MODEL_ID": "a", "ALLOWED_MODEL_IDS": "b"}, "MODEL_ID 'a' is not in ALLOWED_MODEL_IDS"),
+    ],
+)
+def test_a_bad_setting_is_refused_by_name(environ, words):
+    with pytest.raises(SettingsError, match=words):
+        from_env(environ)
+
+
+def test_the_server_listens_where_lwa_looks_and_on_loopback_by_default():
+    assert from_env({}).bind == "127.0.0.1:8080"
+    assert from_env({"AWS_LWA_PORT": "9000", "PORT": "9001"}).bind == "127.0.0.1:9000"
+    assert from_env({"PORT": "9001"}).bind == "127.0.0.1:9001"
+    assert from_env({"HOST": "0.0.0.0"}).bind == "0.0.0.0:8080"
+    assert from_env({"HOST": "::1"}).bind == "[::1]:8080"
+
+
+def test_every_variable_is_named_once():
+    assert {"MODEL_ID", "HOST", "PORT", "AWS_LWA_PORT", "WEB_THREADS"} <= env_names()
+
+
+def test_the_started_app_listens_on_loopback_only(standin):
+    app = start_app(standin.url, LOG_LEVEL="info")
+    try:
+        port = app.url.rsplit(":", 1)[1]
+        assert f"Listening at: http://127.0.0.1:{port}" in app.log_path.read_text()
+    finally:
+        app.stop()
