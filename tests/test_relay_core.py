@@ -7,7 +7,7 @@ import json
 import pytest
 from bedrock_relay.events import Failure, Reasoning, Stop, Summary, Text, Usage
 from bedrock_relay.formats import JsonWriter, SseWriter, TextWriter
-from bedrock_relay.pump import END
+from bedrock_relay.pump import END, Pump
 from bedrock_relay.relay import PEER_CHECK_SECONDS, Listener, Relay
 
 
@@ -294,3 +294,25 @@ def test_a_failed_json_answer_is_the_error_shape():
     source = ScriptedSource(clock, tokens("a"), [Failure("truncated", "cut", True), END])
     body = json.loads(relay(source, JsonWriter("r", "m")).run())
     assert body == {"error": {"code": "truncated", "message": "cut"}}
+
+
+def test_with_the_real_pump_a_reader_crash_ends_the_stream_with_an_error_event():
+    class Crashing:
+        closes = 0
+
+        def __iter__(self):
+            yield Text(1, "a")
+            raise RuntimeError("decoder bug")
+
+        def close(self) -> None:
+            self.closes += 1
+
+    upstream = Crashing()
+    stream = Relay(Pump(upstream), SseWriter("r", "m"), started=0.0, deadline=1e12, heartbeat_seconds=15)
+    chunks = list(stream.body())
+    stream.close()
+    assert sse_events(chunks) == ["start", "token", "error"]
+    assert last_data(chunks)["code"] == "internal_error"
+    assert stream.summary.outcome == "error"
+    # The reader ended by itself: nothing is left to close.
+    assert upstream.closes == 0
