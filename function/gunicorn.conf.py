@@ -3,7 +3,7 @@
 from bedrock_relay.settings import from_env
 
 _settings = from_env()
-# Loopback, where LWA looks, unless HOST says otherwise; AWS_LWA_PORT, else PORT.
+# Loopback, where LWA looks, unless LISTEN_HOST says otherwise; AWS_LWA_PORT, else PORT.
 bind = _settings.bind
 # gthread keeps the worker's heartbeat apart from requests, so a 15-minute stream
 # is not killed at `timeout` the way the default sync worker kills it.

@@ -27,7 +27,15 @@ OFFLINE_AWS_ENV = {
     "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
     "AWS_EC2_METADATA_DISABLED": "true",
 }
-_DROPPED = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "GUNICORN_CMD_ARGS")
+# Settings a developer's shell may hold that would change what the tests start.
+_DROPPED = (
+    "AWS_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "GUNICORN_CMD_ARGS",
+    "LISTEN_HOST",
+    "PORT",
+)
 
 
 def free_port() -> int:

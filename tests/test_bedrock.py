@@ -6,7 +6,7 @@ import threading
 import time
 import uuid
 
-from bedrock_relay.bedrock import make_client, open_stream
+from bedrock_relay.bedrock import BedrockStream, make_client, open_stream
 from bedrock_relay.settings import Settings
 
 from tests.conftest import wait_for_record
@@ -57,16 +57,57 @@ def test_close_wakes_a_reader_blocked_on_a_silent_stream(standin, monkeypatch):
     assert wait_for_record(standin, label, "client_closed").tokens_sent == 1
 
 
-def test_closing_a_finished_stream_leaves_its_pooled_connection_working(standin, monkeypatch):
+def test_closing_a_finished_stream_leaves_its_pooled_connection_to_the_next_stream(standin, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", standin.url)
     for name, value in OFFLINE_AWS_ENV.items():
         monkeypatch.setenv(name, value)
     client = make_client(Settings(bedrock_max_attempts=1))
     first = open_stream(client, {"modelId": "m", "messages": message("[standin tokens=3]")}, 2)
     assert type(list(first)[-1]).__name__ == "Usage"
+    # The second stream reuses the pooled connection: closing the first must not cut it.
+    label = uuid.uuid4().hex[:12]
+    prompt = f"[standin id={label} tokens=6 tps=20]"
+    second = open_stream(client, {"modelId": "m", "messages": message(prompt)}, 2)
+    events, reader = read_in_background(second)
+    until(lambda: events, "the second stream's first token")
     first.close()
-    second = open_stream(client, {"modelId": "m", "messages": message("[standin tokens=3]")}, 2)
-    assert type(list(second)[-1]).__name__ == "Usage"
+    reader.join(5)
+    assert type(events[-1]).__name__ == "Usage"
+    assert wait_for_record(standin, label, "complete")
+
+
+class FakeHttpResponse:
+    """urllib3's response as BedrockStream uses it: returned to the pool, or shut down."""
+
+    def __init__(self) -> None:
+        self.shutdowns = 0
+
+    def release_conn(self) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        self.shutdowns += 1
+
+
+class FakeEventStream:
+    closes = 0
+
+    def close(self) -> None:
+        self.closes += 1
+
+
+def test_close_after_the_connection_went_back_to_the_pool_does_nothing():
+    http, events = FakeHttpResponse(), FakeEventStream()
+    stream = BedrockStream(events, http)
+    http.release_conn()  # what urllib3 does inside the read that ends the stream
+    stream.close()
+    assert (http.shutdowns, events.closes) == (0, 0)
+
+
+def test_close_before_the_end_shuts_the_connection_down():
+    http, events = FakeHttpResponse(), FakeEventStream()
+    BedrockStream(events, http).close()
+    assert (http.shutdowns, events.closes) == (1, 1)
 
 
 def message(text: str) -> list[dict]:

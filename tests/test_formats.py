@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+from bedrock_relay import formats
+from bedrock_relay.app import create_app
+from flask import jsonify
 from httpx_sse import connect_sse
 
 SSE = {"Accept": "text/event-stream"}
@@ -81,6 +84,12 @@ def test_json_returns_the_whole_answer_at_once(client):
     assert body["text"] == streamed
     assert body["stopReason"] == "end_turn"
     assert body["usage"]["outputTokens"] == 6
+
+
+def test_a_json_document_is_byte_for_byte_what_jsonify_writes():
+    data = {"text": "naïve 中文 😀", "usage": None, "b": [1, 2.5], "a": {"z": True}}
+    with create_app({"BEDROCK_CLIENT": object()}).app_context():
+        assert formats.document(data) == jsonify(data).get_data()
 
 
 def test_max_tokens_reaches_bedrock_and_the_stop_reason(client):

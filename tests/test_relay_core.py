@@ -218,9 +218,10 @@ def test_a_client_that_leaves_is_noticed_on_the_timer_without_a_write():
 def test_writes_are_bounded_by_the_deadline_and_the_socket_restored_only_at_close():
     clock = Clock()
     peer = Peer(clock, leaves_at=float("inf"))
-    stream = relay(ScriptedSource(clock, tokens("a"), DONE), peer=peer, deadline=30.0)
+    stream = relay(ScriptedSource(clock, tokens("a"), Pause(3), DONE), peer=peer, deadline=30.0)
     list(stream.body())
-    assert peer.timeouts == [31.0] and peer.restored == 0
+    # Renewed at every check, so a write late in the stream cannot run far past the deadline.
+    assert peer.timeouts == [31.0, 30.0, 29.0, 28.0] and peer.restored == 0
     stream.close()
     assert peer.restored == 1
 
@@ -271,6 +272,33 @@ def test_a_failing_listener_does_not_stop_the_others():
     list(stream.body())
     stream.close()
     assert len(recorder.closed) == 1
+
+
+def test_a_listener_that_fails_on_the_events_is_dropped_and_the_stream_goes_on(caplog):
+    class Broken(Listener):
+        def on_events(self, events: list) -> None:
+            raise KeyError(len(events))
+
+    clock = Clock()
+    broken, recorder = Broken(), Recorder()
+    source = ScriptedSource(clock, tokens("a"), tokens("b", start=2), DONE)
+    stream = relay(source, listeners=[broken, recorder])
+    chunks = list(stream.body())
+    assert sse_events(chunks) == ["start", "token", "token", "end"]
+    assert stream.summary.outcome == "complete" and len(recorder.events) == 4
+    assert caplog.text.count("a stream listener failed") == 1
+
+
+def test_the_status_is_the_one_the_first_bytes_went_out_with():
+    clock = Clock()
+    failing = [Failure("truncated", "cut", True), END]
+    streamed = relay(ScriptedSource(clock, tokens("a"), failing))
+    list(streamed.body())
+    answered = relay(ScriptedSource(clock, tokens("a"), failing), JsonWriter("r", "m"))
+    answered.run()
+    gone = relay(ScriptedSource(clock, Pause(5), DONE), JsonWriter("r", "m"), peer=Peer(clock, leaves_at=2))
+    gone.run()
+    assert (streamed.summary.status, answered.summary.status, gone.summary.status) == (200, 502, None)
 
 
 def test_time_to_first_token_ignores_reasoning():

@@ -34,12 +34,12 @@ def test_the_server_listens_where_lwa_looks_and_on_loopback_by_default():
     assert from_env({}).bind == "127.0.0.1:8080"
     assert from_env({"AWS_LWA_PORT": "9000", "PORT": "9001"}).bind == "127.0.0.1:9000"
     assert from_env({"PORT": "9001"}).bind == "127.0.0.1:9001"
-    assert from_env({"HOST": "0.0.0.0"}).bind == "0.0.0.0:8080"
-    assert from_env({"HOST": "::1"}).bind == "[::1]:8080"
+    assert from_env({"LISTEN_HOST": "0.0.0.0"}).bind == "0.0.0.0:8080"
+    assert from_env({"LISTEN_HOST": "::1"}).bind == "[::1]:8080"
 
 
 def test_every_variable_is_named_once():
-    assert {"MODEL_ID", "HOST", "PORT", "AWS_LWA_PORT", "WEB_THREADS"} <= env_names()
+    assert {"MODEL_ID", "LISTEN_HOST", "PORT", "AWS_LWA_PORT", "WEB_THREADS"} <= env_names()
 
 
 def test_the_started_app_listens_on_loopback_only(standin):

@@ -57,7 +57,7 @@ def test_function_is_wired_for_streaming_through_the_web_adapter(function: dict)
     assert variables["AWS_LWA_READINESS_CHECK_PATH"] == "/healthz"
     # The app listens where LWA looks: AWS_LWA_PORT, read by the app itself, and on loopback.
     assert variables["AWS_LWA_PORT"] == "8080"
-    assert "PORT" not in variables and "HOST" not in variables
+    assert "PORT" not in variables and "LISTEN_HOST" not in variables
     assert function["Handler"] == "run.sh"
     assert function["Timeout"] == 900
     url = function["FunctionUrlConfig"]

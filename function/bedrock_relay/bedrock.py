@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -107,6 +108,19 @@ class BedrockStream:
     def __init__(self, stream: Any, http_response: Any = None):
         self._stream = stream
         self._http_response = http_response
+        # urllib3 returns the connection to the pool inside the read that ends the stream, and only
+        # then forgets it: close() must not shut down a socket that may already serve another stream.
+        self._lock = threading.Lock()
+        self._released = False
+        if http_response is not None:
+            release = http_response.release_conn
+
+            def release_conn() -> None:
+                with self._lock:
+                    self._released = True
+                    release()
+
+            http_response.release_conn = release_conn
 
     def __iter__(self) -> Iterator[Event]:
         """Yield the service's events, ending with a Failure if the stream broke."""
@@ -151,8 +165,10 @@ class BedrockStream:
 
     def close(self) -> None:
         """Close the Bedrock connection at once, waking a reader blocked on it, so billing stops."""
-        # close() alone does not wake a thread blocked in recv() on Linux; shutdown() does. urllib3
-        # refuses it once the connection is back in the pool, where it may serve another stream.
-        with contextlib.suppress(AttributeError, ValueError, RuntimeError, OSError):
-            self._http_response.shutdown()
-        self._stream.close()
+        with self._lock:
+            if self._released:
+                return
+            # close() alone does not wake a thread blocked in recv() on Linux; shutdown() does.
+            with contextlib.suppress(AttributeError, ValueError, RuntimeError, OSError):
+                self._http_response.shutdown()
+            self._stream.close()

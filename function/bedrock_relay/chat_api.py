@@ -10,7 +10,7 @@ from flask import Blueprint, Response, abort, current_app, g, request
 from . import formats, invocation
 from .bedrock import UpstreamError, open_stream
 from .errors import error_response, log_rejected
-from .events import CLIENT_DISCONNECTED, INTERNAL_ERROR
+from .events import INTERNAL_ERROR
 from .logs import RequestLog
 from .peer import Peer
 from .pump import Pump
@@ -81,13 +81,16 @@ def chat() -> Response:
         peer=peer,
         listeners=[log],
     )
-    if media_type == formats.JSON:
-        return _answer_at_once(relay)
-    response = Response(relay.body(), status=200, headers=STREAM_HEADERS, content_type=writer.content_type)
-    # Runs after the server has written the last chunk, or if it never takes the body at all.
-    response.call_on_close(relay.close)
-    relay.summary.status = response.status_code
-    return response
+    try:
+        if media_type == formats.JSON:
+            return _answer_at_once(relay)
+        response = Response(relay.body(), headers=STREAM_HEADERS, content_type=writer.content_type)
+        # Runs after the server has written the last chunk, or if it never takes the body at all.
+        response.call_on_close(relay.close)
+        return response
+    except BaseException:
+        relay.close()
+        raise
 
 
 def _answer_at_once(relay: Relay) -> Response:
@@ -99,10 +102,8 @@ def _answer_at_once(relay: Relay) -> Response:
         relay.summary.status = 500
         relay.close()
         return error_response(500, INTERNAL_ERROR, f"the relay failed; see request id {g.request_id}")
-    status = 502 if relay.summary.failure else 200
-    response = Response(body, status=status, headers=STREAM_HEADERS, content_type=relay.writer.content_type)
+    status = relay.summary.status or 200  # None only if the client left: nobody reads this answer
+    headers = STREAM_HEADERS if status == 200 else None
+    response = Response(body, status=status, headers=headers, content_type=relay.writer.content_type)
     response.call_on_close(relay.close)
-    # The status is sent only now: a client that left first never got one.
-    if relay.summary.outcome != CLIENT_DISCONNECTED:
-        relay.summary.status = status
     return response

@@ -17,6 +17,11 @@ MEDIA_TYPES = (TEXT, SSE, NDJSON, JSON)
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
+def document(data: dict) -> bytes:
+    """Return a whole JSON response body exactly as Flask's jsonify writes it, error bodies included."""
+    return (json.dumps(data, ensure_ascii=True, sort_keys=True, separators=(",", ":")) + "\n").encode()
+
+
 def error_body(code: str, message: str) -> dict:
     """Return the one error shape of the native API, for refusals and failed JSON answers alike."""
     return {"error": {"code": code, "message": message}}
@@ -38,6 +43,9 @@ def error_data(failure: Failure) -> dict:
 
 class NativeWriter:
     """What every native format knows of its stream: whose request it is and which model answers."""
+
+    # A streamed format's status goes out with its first bytes: a later failure is in-band.
+    failure_status = 200
 
     def __init__(self, request_id: str, model_id: str) -> None:
         self.request_id = request_id
@@ -124,6 +132,7 @@ class JsonWriter(NativeWriter):
 
     content_type = "application/json"
     ping = None
+    failure_status = 502
 
     def __init__(self, request_id: str, model_id: str) -> None:
         super().__init__(request_id, model_id)
@@ -139,13 +148,13 @@ class JsonWriter(NativeWriter):
     def end(self, summary: Summary) -> bytes:
         """Return the answer, or the native error shape if the stream failed (sent with a 502)."""
         if summary.failure:
-            return _dumps(error_body(summary.failure.code, summary.failure.message)).encode()
+            return document(error_body(summary.failure.code, summary.failure.message))
         answer = {
             "text": "".join(self._parts[Text.kind]),
             "reasoning": "".join(self._parts[Reasoning.kind]) or None,
             **end_data(summary),
         }
-        return _dumps(answer).encode()
+        return document(answer)
 
 
 WRITERS = {TEXT: TextWriter, SSE: SseWriter, NDJSON: NdjsonWriter, JSON: JsonWriter}

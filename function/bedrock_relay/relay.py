@@ -31,7 +31,8 @@ logger = logging.getLogger(__name__)
 
 # How often the stream checks whether its client is still there, writing or not.
 PEER_CHECK_SECONDS = 1.0
-# A blocked write may outlast the deadline by this much before it fails.
+# A write blocked on a client that stopped reading fails this long after the deadline, at most
+# a peer check later: the bound is renewed with each check.
 WRITE_GRACE_SECONDS = 1.0
 
 
@@ -50,6 +51,9 @@ class Writer(Protocol):
 
     content_type: str
     ping: bytes | None  # what fills a silence, or None if the format has no heartbeat
+    # The status a failed stream is answered with: 200 for a format whose status went out with
+    # its first bytes (the error then goes in-band), a real error status for one that waits.
+    failure_status: int
 
     def start(self) -> bytes: ...
 
@@ -106,21 +110,23 @@ class Relay:
                 self.peer.bound_writes(self.deadline - clock() + WRITE_GRACE_SECONDS)
             head = writer.start()
             if head:
-                yield head
+                yield self._sent(head)
             last_write = last_check = clock()
             while True:
                 now = clock()
                 if now >= self.deadline:
                     self.source.cancel()
                     summary.stop_reason = DEADLINE
-                    yield self._finish(DEADLINE)
+                    yield self._sent(self._finish(DEADLINE))
                     return
                 if now - last_check >= PEER_CHECK_SECONDS:
                     # On a timer, not only in silences: a JSON answer or a reasoning phase writes nothing.
                     last_check = now
-                    if self.peer is not None and self.peer.gone():
-                        self._settle(CLIENT_DISCONNECTED)
-                        return
+                    if self.peer is not None:
+                        if self.peer.gone():
+                            self._settle(CLIENT_DISCONNECTED)
+                            return
+                        self.peer.bound_writes(self.deadline - now + WRITE_GRACE_SECONDS)
                 wait = min(self.deadline - now, last_check + PEER_CHECK_SECONDS - now)
                 if ping:
                     wait = min(wait, last_write + beat - now)
@@ -135,7 +141,7 @@ class Relay:
                     chunk += self._finish(ERROR if summary.failure else COMPLETE)
                 if chunk:
                     last_write = clock()
-                    yield chunk
+                    yield self._sent(chunk)
                 if ended:
                     return
         except GeneratorExit:
@@ -168,9 +174,22 @@ class Relay:
                 summary.usage = event
             elif kind is Failure:
                 summary.failure = event
-        for listener in self.listeners:
-            listener.on_events(events)
+        if events:
+            for listener in self.listeners:
+                try:
+                    listener.on_events(events)
+                except Exception:
+                    # A broken listener (a store, metrics) must never cut the stream it follows.
+                    logger.exception("a stream listener failed; it sees no more of this stream")
+                    self.listeners = tuple(other for other in self.listeners if other is not listener)
         return b"".join(out), ended
+
+    def _sent(self, chunk: bytes) -> bytes:
+        """Note the status the first bytes go out with, and pass them on."""
+        summary = self.summary
+        if summary.status is None:
+            summary.status = self.writer.failure_status if summary.failure else 200
+        return chunk
 
     def _settle(self, outcome: str) -> None:
         self.summary.outcome = outcome

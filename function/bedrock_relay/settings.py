@@ -70,8 +70,9 @@ class Settings:
     cors_allow_origins: tuple[str, ...] = setting("CORS_ALLOW_ORIGINS", (), _names)
     region: str = setting("AWS_REGION", "us-east-1", _text)
     # Loopback by default: LWA connects there, and nothing else should reach an unauthenticated
-    # relay of the owner's credentials. A container sets HOST=0.0.0.0.
-    host: str = setting("HOST", "127.0.0.1", _text)
+    # relay of the owner's credentials. A container sets LISTEN_HOST=0.0.0.0. (Not HOST: some
+    # shells export that as the machine's name.)
+    host: str = setting("LISTEN_HOST", "127.0.0.1", _text)
     # LWA looks for the app on AWS_LWA_PORT, then PORT: the server listens where LWA looks.
     port: int = setting(("AWS_LWA_PORT", "PORT"), 8080, _port)
     # gunicorn's: each stream holds one of the worker's threads for its whole life.
