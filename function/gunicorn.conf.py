@@ -1,8 +1,14 @@
 """gunicorn settings for the relay, from the service's own settings; GUNICORN_CMD_ARGS can still override."""
 
-from bedrock_relay.settings import from_env
+import sys
 
-_settings = from_env()
+from bedrock_relay.settings import SettingsError, from_env
+
+try:
+    _settings = from_env()
+except SettingsError as exc:
+    # Checked here, in the arbiter, so a bad value stops the start with one line that names it.
+    sys.exit(f"error: {exc}")
 # Loopback, where LWA looks, unless LISTEN_HOST says otherwise; AWS_LWA_PORT, else PORT.
 bind = _settings.bind
 # gthread keeps the worker's heartbeat apart from requests, so a 15-minute stream

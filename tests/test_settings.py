@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 from bedrock_relay.settings import Settings, SettingsError, env_names, from_env
 
-from tests.harness import start_app
+from tests.harness import RUN_SH, free_port, offline_env, start_app
 
 
 def test_settings_come_from_the_environment():
@@ -49,3 +51,10 @@ def test_the_started_app_listens_on_loopback_only(standin):
         assert f"Listening at: http://127.0.0.1:{port}" in app.log_path.read_text()
     finally:
         app.stop()
+
+
+def test_a_bad_setting_stops_the_server_with_one_line_naming_it():
+    env = offline_env("http://127.0.0.1:9", PORT=str(free_port()), HEARTBEAT_SECONDS="soon")
+    done = subprocess.run([str(RUN_SH)], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0
+    assert done.stderr.strip() == "error: HEARTBEAT_SECONDS must be a number, got 'soon'"
