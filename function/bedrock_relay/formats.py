@@ -91,8 +91,8 @@ class SseWriter(NativeWriter):
         return self._event("start", {"requestId": self.request_id, "modelId": self.model_id})
 
     def delta(self, event: Delta) -> bytes:
-        data = f'{{"text":{_dumps(event.text)}}}'
-        return f"id: {event.seq}\nevent: {event.kind}\ndata: {data}\n\n".encode(errors="replace")
+        text = _dumps(event.text)
+        return f'id: {event.seq}\nevent: {event.kind}\ndata: {{"text":{text}}}\n\n'.encode(errors="replace")
 
     def end(self, summary: Summary) -> bytes:
         if summary.failure:

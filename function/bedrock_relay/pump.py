@@ -12,8 +12,10 @@ from .events import Failure, Upstream
 logger = logging.getLogger(__name__)
 
 # Events held for a response that is not keeping up. Past this the reader stops reading,
-# so a client that stops reading leaves the upstream's own flow control to push back.
-CAPACITY = 256
+# so a client that stops reading leaves the upstream's own flow control to push back. Large
+# enough that a full-speed stream seldom waits (each wait is a thread switch), small enough
+# that a stalled client holds about 100 KB.
+CAPACITY = 1024
 END = object()  # the last item of every stream, after its last event
 
 _IDLE, _READING, _DONE, _CANCELLED = "idle", "reading", "done", "cancelled"
@@ -26,10 +28,10 @@ class Pump:
         self._upstream = upstream
         self._capacity = capacity
         # The events travel through a SimpleQueue, whose C code is the fast path. The bound is kept
-        # by two counters, each written by one thread only, and a Condition used only when full.
+        # by comparing what the reader put with what the response took, and a Condition used only
+        # when the queue is full.
         self._queue: SimpleQueue = SimpleQueue()
-        self._put_count = 0  # written by the reader
-        self._taken_count = 0  # written by the response thread
+        self._taken_count = 0  # written by the response thread; the reader counts what it put
         self._room = threading.Condition(threading.Lock())
         self._reader_waiting = False
         self._state = _IDLE
@@ -43,37 +45,46 @@ class Pump:
         threading.Thread(target=self._read, name="upstream-reader", daemon=True).start()
 
     def _read(self) -> None:
+        # The per-token path: a count, a comparison, a state check and the C queue's put.
+        put, capacity, sent = self._queue.put, self._capacity, 0
         try:
             for event in self._upstream:
-                if not self._put(event):
+                if sent - self._taken_count >= capacity:
+                    self._wait_for_room(sent)
+                if self._state is _CANCELLED:
                     return
+                sent += 1
+                put(event)
         except Exception as exc:
             # Closing the upstream under the reader can surface odd errors; only report real ones.
             if self._state is not _CANCELLED:
                 logger.exception("reading the upstream failed")
-                self._put(Failure("internal_error", f"reading the upstream failed: {exc}", False))
+                sent = self._put(
+                    sent, Failure("internal_error", f"reading the upstream failed: {exc}", False)
+                )
         finally:
             with self._room:
                 if self._state is _READING:
                     # The upstream is spent: its connection may already serve another stream.
                     self._state = _DONE
-            self._put(END)
+            self._put(sent, END)
 
-    def _put(self, item: object) -> bool:
-        """Queue one item, waiting while the queue is full; False once the pump is cancelled."""
-        if self._put_count - self._taken_count >= self._capacity:
-            with self._room:
-                self._reader_waiting = True
-                while self._put_count - self._taken_count >= self._capacity:
-                    if self._state is _CANCELLED:
-                        break
-                    self._room.wait()
-                self._reader_waiting = False
+    def _put(self, sent: int, item: object) -> int:
+        """Queue one item, waiting for room, unless cancelled; return the new count."""
+        if sent - self._taken_count >= self._capacity:
+            self._wait_for_room(sent)
         if self._state is _CANCELLED:
-            return False
-        self._put_count += 1
+            return sent
         self._queue.put(item)
-        return True
+        return sent + 1
+
+    def _wait_for_room(self, sent: int) -> None:
+        """Wait until the response has taken enough to make room, or the pump is cancelled."""
+        with self._room:
+            self._reader_waiting = True
+            while sent - self._taken_count >= self._capacity and self._state is not _CANCELLED:
+                self._room.wait()
+            self._reader_waiting = False
 
     def get(self, timeout: float) -> list | None:
         """Wait up to `timeout` for the next item, then take everything queued with it; None if none came."""
