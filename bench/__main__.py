@@ -1,9 +1,10 @@
-"""Runs the benchmark: `python -m bench [--minutes 2] [--out bench-results] [--quick]`."""
+"""Runs the benchmark: `python -m bench [--minutes 2] [--out bench-results] [--quick] [--against REV]`."""
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import sys
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from tests.harness import OFFLINE_AWS_ENV
 
-from . import measure, report, services
+from . import against, measure, report, services
 from .clients import direct_client
 
 
@@ -23,6 +24,9 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="where results go")
     parser.add_argument("--quick", action="store_true", help="a short smoke run; figures are not meaningful")
+    parser.add_argument(
+        "--against", metavar="REV", help="instead, compare this checkout with a git revision, side by side"
+    )
     args = parser.parse_args()
     quick = args.quick
     os.environ.update(OFFLINE_AWS_ENV)
@@ -35,6 +39,9 @@ def main() -> None:
 
     # The bench's own collector would pause its readers; floor and relay alike run without it.
     gc.disable()
+    if args.against:
+        _against(args.against, args.out, quick, app_env, step)
+        return
     standin = services.start_standin()
     app = services.start_app(standin.url, **app_env)
     panels: dict[str, dict[str, list[float]]] = {}
@@ -82,6 +89,22 @@ def main() -> None:
     print(report.table(figures))
     for path in report.write(figures, panels, args.out):
         print(f"wrote {path}", file=sys.stderr)
+
+
+def _against(revision: str, out: Path, quick: bool, app_env: dict, step) -> None:
+    standin = services.start_standin()
+    try:
+        step(f"this checkout against {revision}")
+        result = against.compare(revision, standin.url, direct_client(standin.url), quick, **app_env)
+    finally:
+        standin.stop()
+    step("done")
+    table = against.markdown(result)
+    print(table)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "against.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "against.md").write_text(table + "\n")
+    print(f"wrote {out / 'against.json'} and {out / 'against.md'}", file=sys.stderr)
 
 
 def _named(samples: dict[str, list[float]]) -> dict[str, list[float]]:

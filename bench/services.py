@@ -76,13 +76,13 @@ def _listening(port: int) -> bool:
         return False
 
 
-def start_app(bedrock_url: str, **env: str) -> Service:
+def start_app(bedrock_url: str, run_sh: Path = RUN_SH, **env: str) -> Service:
     """Start the app through function/run.sh and time spawn to the first 200 from /healthz."""
     port = free_port()
     log = open(tempfile.mkstemp(prefix="bench-app-", suffix=".log")[1], "w")  # noqa: SIM115
     environment = offline_env(bedrock_url, PORT=str(port), **env)
     spawned = time.monotonic()
-    process = subprocess.Popen([str(RUN_SH)], env=environment, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen([str(run_sh)], env=environment, stdout=log, stderr=subprocess.STDOUT)
     service = Service(process, f"http://127.0.0.1:{port}", port, spawned)
     service.ready = wait_until(lambda: http_ok("127.0.0.1", port), process)
     return service

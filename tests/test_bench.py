@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from bench.against import markdown
 from bench.stamps import StampReader, stamp_of
 from bench.stats import percentile, slope_per_minute, summarize_ms
 from standin.scenarios import stamped
@@ -54,3 +55,19 @@ def test_a_stamp_split_across_reads_counts_once_at_its_completing_read():
 def test_a_delta_without_a_stamp_is_ignored():
     assert stamp_of(" plain", 1.0) is None
     assert stamp_of(stamped(" x", 3, 2.0), 2.5).added == 0.5
+
+
+def test_the_before_and_after_table_puts_each_version_in_its_column():
+    def version(ready: float, growth_to: float) -> dict:
+        return {
+            "spawn_to_ready_median_ms": ready,
+            "throughput_ratio_median": {"text": 1.0, "sse": 0.98, "ndjson": 0.97},
+            "concurrency_64_added_p99_ms": [1.5, 2.0],
+            "stalled_client": {"seconds": 10, "worker_rss_before_mb": 48.0, "worker_rss_max_mb": growth_to},
+        }
+
+    result = {"revision": "abc123", "by_version": {"before": version(300, 86.5), "after": version(302, 48.1)}}
+    table = markdown(result).splitlines()
+    assert table[0] == "| figure | before (abc123) | after |"
+    assert "| spawn to ready, median | 300 ms | 302 ms |" in table
+    assert "| worker RSS, 10 s of a client that never reads | 48 -> 86.5 MB | 48 -> 48.1 MB |" in table
