@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 from bedrock_relay.app import create_app
@@ -128,12 +129,19 @@ class CrashingBedrock:
         raise RuntimeError("a bug in the client")
 
 
-def test_an_unexpected_crash_is_a_json_500_logged_as_an_internal_error(capfd):
-    client = create_app({"BEDROCK_CLIENT": CrashingBedrock()}).test_client()
-    response = client.post("/chat", json={"prompt": "hi"})
+def test_an_unexpected_crash_is_a_json_500_logged_as_an_internal_error():
+    lines: list[dict] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(json.loads(record.getMessage()))
+    requests_log = logging.getLogger("bedrock_relay.requests")
+    requests_log.addHandler(handler)
+    try:
+        client = create_app({"BEDROCK_CLIENT": CrashingBedrock()}).test_client()
+        response = client.post("/chat", json={"prompt": "hi"})
+    finally:
+        requests_log.removeHandler(handler)
     assert response.status_code == 500 and response.headers["content-type"] == "application/json"
     error = response.json["error"]
     assert error["code"] == "internal_error" and response.headers["x-request-id"] in error["message"]
     assert "a bug in the client" not in error["message"]
-    lines = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith("{")]
     assert [(line["status"], line["outcome"]) for line in lines] == [(500, "internal_error")]

@@ -25,11 +25,31 @@ def test_settings_come_from_the_environment():
         ({"MAX_TOKENS_LIMIT": "0"}, "MAX_TOKENS_LIMIT must be greater than 0"),
         ({"PORT": "70000"}, "PORT must be a port number"),
         ({"MODEL_ID": "a", "ALLOWED_MODEL_IDS": "b"}, "MODEL_ID 'a' is not in ALLOWED_MODEL_IDS"),
+        ({"AUTH_MODE": "oauth"}, "AUTH_MODE must be none, jwt, api_key or jwt,api_key"),
+        ({"AUTH_MODE": "jwt", "JWT_ISSUER": "https://id.example"}, "needs JWT_ISSUER and JWT_AUDIENCE"),
+        ({"AUTH_MODE": "api_key"}, "needs API_KEY_HASHES"),
+        ({"JWT_ISSUER": "http://id.example"}, "JWT_ISSUER must be an https:// URL"),
     ],
 )
 def test_a_bad_setting_is_refused_by_name(environ, words):
     with pytest.raises(SettingsError, match=words):
         from_env(environ)
+
+
+def test_a_bad_api_key_entry_is_refused_without_echoing_it():
+    with pytest.raises(SettingsError) as refused:
+        from_env({"API_KEY_HASHES": "ci:brk_a-key-pasted-by-mistake"})
+    assert "brk_a-key-pasted-by-mistake" not in str(refused.value)
+    entry = "ci:" + "Ab" * 32
+    assert from_env({"API_KEY_HASHES": entry}).api_key_hashes == (("ci", "ab" * 32),)
+
+
+def test_auth_is_off_unless_a_mode_is_named():
+    assert from_env({}).auth_modes == () and from_env({"AUTH_MODE": "none"}).auth_modes == ()
+    both = {"AUTH_MODE": "JWT, api_key", "JWT_ISSUER": "https://id.example/", "JWT_AUDIENCE": "c"}
+    settings = from_env({**both, "API_KEY_HASHES": "ci:" + "0" * 64})
+    # The issuer is kept as written: a token's `iss` must match it exactly, trailing slash and all.
+    assert settings.auth_modes == ("jwt", "api_key") and settings.jwt_issuer == "https://id.example/"
 
 
 def test_the_server_listens_where_lwa_looks_and_on_loopback_by_default():

@@ -23,9 +23,14 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.before_request(invocation.identify)
     app.after_request(_common_headers)
     errors.init_app(app)
+    if settings.auth_modes:
+        # Imported only when a mode is on: with auth off, sign-in costs nothing at all.
+        from . import auth
+
+        auth.init_app(app, settings)
     app.add_url_rule("/healthz", view_func=healthz)
     app.register_blueprint(chat_api.bp)
-    static.init_app(app)
+    static.init_app(app, settings)
     cors.init_app(app, settings)
     return app
 

@@ -58,7 +58,7 @@ def chat() -> Response:
     media_type = request.accept_mimetypes.best_match(formats.MEDIA_TYPES, default=formats.TEXT)
     # Taken before the Bedrock call, so a slow start eats into the stream, not past the deadline.
     deadline = invocation.deadline(settings)
-    g.log_fields = {"format": media_type}
+    g.log_fields = {**g.get("log_fields", {}), "format": media_type}
     chat_request = validate(parse_body(_read_body(settings)), settings)
     g.log_fields["modelId"] = chat_request.model_id
     if deadline <= time.monotonic():

@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 DEFAULT_MODEL_ID = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 
@@ -42,10 +43,62 @@ def _port(raw: str) -> int:
     return value
 
 
-def setting(env: str | tuple[str, ...], default: Any, parse: Callable[[str], Any]) -> Any:
+def _non_negative(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("must be a number") from None
+    if not value >= 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
+def _url(raw: str) -> str:
+    """An issuer or JWKS address: https, or http only on loopback (a local issuer for tests)."""
+    parts = urlsplit(raw)
+    loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if not parts.hostname or not (parts.scheme == "https" or (parts.scheme == "http" and loopback)):
+        raise ValueError("must be an https:// URL")
+    # Kept as written: an issuer is compared with the token's `iss` exactly, trailing slash and all.
+    return raw
+
+
+AUTH_MODES = ("jwt", "api_key")
+
+
+def _auth_modes(raw: str) -> tuple[str, ...]:
+    modes = _names(raw.lower())
+    if modes == ("none",):
+        return ()
+    if not modes or any(mode not in AUTH_MODES for mode in modes):
+        raise ValueError("must be none, jwt, api_key or jwt,api_key")
+    return tuple(dict.fromkeys(modes))
+
+
+_NAME_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+
+
+def _key_hashes(raw: str) -> tuple[tuple[str, str], ...]:
+    entries = []
+    for entry in _names(raw):
+        name, _, digest = entry.partition(":")
+        valid_name = 0 < len(name) <= 64 and set(name) <= _NAME_CHARACTERS
+        if not (valid_name and len(digest) == 64 and set(digest.lower()) <= set("0123456789abcdef")):
+            # Never echo the entry: a key pasted here by mistake must not reach a log.
+            raise ValueError("must be comma-separated NAME:SHA256HEX entries (see scripts/new-api-key)")
+        entries.append((name, digest.lower()))
+    names = [name for name, _ in entries]
+    if len(set(names)) != len(names):
+        raise ValueError("names each key once")
+    return tuple(entries)
+
+
+def setting(
+    env: str | tuple[str, ...], default: Any, parse: Callable[[str], Any], secret: bool = False
+) -> Any:
     """Declare a setting: its environment variable (the first one set wins), default and parser."""
     names = (env,) if isinstance(env, str) else env
-    return field(default=default, metadata={"env": names, "parse": parse})
+    return field(default=default, metadata={"env": names, "parse": parse, "secret": secret})
 
 
 @dataclass(frozen=True)
@@ -79,6 +132,14 @@ class Settings:
     web_concurrency: int = setting("WEB_CONCURRENCY", 1, _positive(int))
     web_threads: int = setting("WEB_THREADS", 64, _positive(int))
     log_level: str = setting("LOG_LEVEL", "warning", str.lower)
+    # Who may call: none (the URL's own AWS_IAM auth, or local use), jwt, api_key, or both.
+    auth_modes: tuple[str, ...] = setting("AUTH_MODE", (), _auth_modes)
+    jwt_issuer: str = setting("JWT_ISSUER", "", _url)
+    jwt_audience: tuple[str, ...] = setting("JWT_AUDIENCE", (), _names)
+    jwt_jwks_url: str = setting("JWT_JWKS_URL", "", _url)  # default: found by OIDC discovery
+    jwt_required_scope: str = setting("JWT_REQUIRED_SCOPE", "", _text)
+    jwt_leeway_seconds: float = setting("JWT_LEEWAY_SECONDS", 30.0, _non_negative)
+    api_key_hashes: tuple[tuple[str, str], ...] = setting("API_KEY_HASHES", (), _key_hashes, secret=True)
 
     def __post_init__(self) -> None:
         if not self.allowed_model_ids:
@@ -87,6 +148,10 @@ class Settings:
             raise SettingsError(
                 f"{env_name('model_id')} {self.model_id!r} is not in {env_name('allowed_model_ids')}"
             )
+        if "jwt" in self.auth_modes and not (self.jwt_issuer and self.jwt_audience):
+            raise SettingsError("AUTH_MODE jwt needs JWT_ISSUER and JWT_AUDIENCE")
+        if "api_key" in self.auth_modes and not self.api_key_hashes:
+            raise SettingsError("AUTH_MODE api_key needs API_KEY_HASHES (see scripts/new-api-key)")
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
         """Return a copy with the given fields replaced (tests pass a dict)."""
@@ -124,7 +189,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
                 try:
                     values[item.name] = item.metadata["parse"](raw)
                 except ValueError as exc:
-                    raise SettingsError(f"{env} {exc}, got {raw!r}") from None
+                    shown = "" if item.metadata["secret"] else f", got {raw!r}"
+                    raise SettingsError(f"{env} {exc}{shown}") from None
                 break
     return Settings(**values)
 

@@ -1,10 +1,12 @@
-"""Serves the browser chat page and its files from function/static, which ship in the Lambda package."""
+"""Serves the browser chat page, its files from function/static, and the sign-in settings it reads."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Flask, Response, abort, send_from_directory
+from flask import Flask, Response, abort, jsonify, send_from_directory
+
+from .settings import Settings
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
@@ -20,10 +22,24 @@ CONTENT_TYPES = {
 MAX_AGE_SECONDS = 300
 
 
-def init_app(app: Flask) -> None:
-    """Add `GET /` (the chat page) and `GET /static/<name>`."""
+def init_app(app: Flask, settings: Settings) -> None:
+    """Add `GET /` (the chat page), `GET /static/<name>` and `GET /config`."""
     app.add_url_rule("/", view_func=index)
     app.add_url_rule("/static/<path:name>", view_func=static_file)
+    app.add_url_rule("/config", "config", lambda: config(settings))
+
+
+def config(settings: Settings) -> Response:
+    """Tell the page what sign-in the service expects; nothing here is a secret."""
+    jwt_on = "jwt" in settings.auth_modes
+    return jsonify(
+        auth={
+            "modes": list(settings.auth_modes),
+            "issuer": settings.jwt_issuer if jwt_on else None,
+            "clientId": settings.jwt_audience[0] if jwt_on else None,
+            "scopes": " ".join(filter(None, ["openid", settings.jwt_required_scope])) if jwt_on else None,
+        }
+    )
 
 
 def index() -> Response:
