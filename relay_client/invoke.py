@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterator
 
@@ -47,16 +48,27 @@ def signed_headers(url: str, body: bytes, headers: dict, credentials: Credential
     return dict(aws_request.headers)
 
 
+def bearer_headers(environ: dict) -> dict:
+    """Return the sign-in header for a relay with AUTH_MODE on: RELAY_TOKEN (a JWT) or RELAY_API_KEY."""
+    # Read from the environment, not the command line, where `ps` and shell history would show them.
+    if environ.get("RELAY_TOKEN"):
+        return {"Authorization": f"Bearer {environ['RELAY_TOKEN']}"}
+    if environ.get("RELAY_API_KEY"):
+        return {"X-Api-Key": environ["RELAY_API_KEY"]}
+    return {}
+
+
 def stream_chat(
     url: str,
     body: dict,
     accept: str = FORMATS["text"],
     credentials: Credentials | None = None,
     region: str | None = None,
+    extra_headers: dict | None = None,
 ) -> Iterator[bytes]:
     """POST the request and yield the body's bytes as they arrive; signs when given credentials and region."""
     data = json.dumps(body).encode()
-    headers = {"Content-Type": "application/json", "Accept": accept}
+    headers = {"Content-Type": "application/json", "Accept": accept, **(extra_headers or {})}
     if credentials and region:
         headers = signed_headers(url, data, headers, credentials, region)
     # No read timeout: the relay sends heartbeats, and a stream may last 15 minutes.
@@ -70,6 +82,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="scripts/invoke",
         description="Stream one answer from a deployed relay (signed with SigV4) or a local one (unsigned).",
+        epilog="With RELAY_TOKEN (a JWT) or RELAY_API_KEY set, that is sent instead of a signature.",
     )
     parser.add_argument("target", help="a stack name (its FunctionUrl output is used) or a URL")
     parser.add_argument("prompt")
@@ -86,11 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         base = args.target if "://" in args.target else url_from_stack(args.target, region=args.region)
         url = chat_url(base)
-        # Only a Lambda Function URL checks signatures; a local relay has nothing to check them with.
-        region = function_url_region(url)
+        sign_in = bearer_headers(dict(os.environ))
+        # Only a Lambda Function URL with AuthType AWS_IAM checks signatures; one whose relay checks
+        # a token or key itself has AuthType NONE, and a local relay has nothing to check them with.
+        region = None if sign_in else function_url_region(url)
         credentials = load_credentials() if region else None
         tail = b""
-        for chunk in stream_chat(url, body, FORMATS[args.format], credentials, region):
+        for chunk in stream_chat(url, body, FORMATS[args.format], credentials, region, sign_in):
             sys.stdout.buffer.write(chunk)
             sys.stdout.buffer.flush()
             tail = (tail + chunk)[-4096:]

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import re
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import pytest
 from bedrock_relay.api_keys import key_hash
 from bedrock_relay.app import create_app
 
-from tests.harness import ROOT, AppProcess, start_app
+from tests.harness import ROOT, AppProcess, offline_env, start_app
 from tests.issuer import CLIENT_ID, Issuer
 
 KEY = "brk_test-key-for-the-ci-caller"
@@ -310,3 +311,21 @@ def test_sign_in_costs_no_import_unless_its_mode_is_on(env, imported):
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.replace("'", '"')) == imported
+
+
+def run_client(command: list[str], url: str, **env: str) -> subprocess.CompletedProcess:
+    environ = {**offline_env("http://127.0.0.1:9"), "PYTHONPATH": os.pathsep.join(sys.path), **env}
+    return subprocess.run([*command, url, "Hi"], env=environ, capture_output=True, text=True, timeout=60)
+
+
+def test_scripts_invoke_and_the_example_send_a_token_or_key_from_the_environment(auth_app, issuer):
+    token = issuer.token(kid_for(issuer, "RS256"))
+    invoke = [str(ROOT / "scripts" / "invoke")]
+    example = [sys.executable, str(ROOT / "examples" / "stream_chat.py")]
+    for command in (invoke, example):
+        for env in ({"RELAY_TOKEN": token}, {"RELAY_API_KEY": KEY}):
+            done = run_client(command, auth_app.url, **env)
+            assert done.returncode == 0, done.stderr
+            assert len(done.stdout.split()) == 20
+        refused = run_client(command, auth_app.url)
+        assert refused.returncode == 1 and "HTTP 401" in refused.stderr

@@ -6,9 +6,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+from bedrock_relay.api_keys import key_hash
 
 from tests.browser import CHROMIUM, MISSING_CHROMIUM
 from tests.conftest import wait_for_record
+from tests.harness import start_app
 
 if not Path(CHROMIUM).exists():
     pytest.skip(MISSING_CHROMIUM, allow_module_level=True)
@@ -112,3 +114,32 @@ def test_an_answer_that_is_not_the_relay_s_is_shown_clearly(page, app, status, c
     page.press("#prompt", "Enter")
     expect(page.locator(".turn .message")).to_contain_text(f"Error {shown}")
     expect(page.locator(".turn.unsent")).to_have_count(1)
+
+
+CALL_WITH_TOKEN = """async ({ token }) => {
+  const { streamChat, ChatError } = await import("/static/stream-chat.js");
+  let asked = 0;
+  const getToken = async () => { asked += 1; return token; };
+  const results = [];
+  for (let i = 0; i < 2; i++) {
+    try {
+      const last = await streamChat("/chat", { prompt: "hi [standin tokens=2]" }, { getToken });
+      results.push(last.type);
+    } catch (error) {
+      results.push(error instanceof ChatError ? `${error.status} ${error.code}` : String(error));
+    }
+  }
+  return { asked, results };
+}"""
+
+
+def test_get_token_is_asked_for_on_every_request_and_sent_as_a_bearer(page, standin):
+    key = "brk_browser-test-key"
+    auth_app = start_app(standin.url, AUTH_MODE="api_key", API_KEY_HASHES=f"page:{key_hash(key)}")
+    try:
+        page.goto(auth_app.url)
+        assert page.evaluate(CALL_WITH_TOKEN, {"token": key}) == {"asked": 2, "results": ["end", "end"]}
+        refused = page.evaluate(CALL_WITH_TOKEN, {"token": ""})
+        assert refused["results"] == ["401 missing_credentials"] * 2
+    finally:
+        auth_app.stop()

@@ -7,7 +7,8 @@
  *   const last = await streamChat("https://…/chat", { prompt: "Hi" }, {
  *     onEvent: (event) => { if (event.type === "token") output.textContent += event.text; },
  *     signal: controller.signal, // controller.abort() stops the stream
- *     headers: { Authorization: `Bearer ${token}` }, // optional: extra request headers
+ *     headers: { "X-Api-Key": key },    // optional: extra request headers
+ *     getToken: async () => idToken,     // optional: a bearer token, asked for on every request
  *   });
  *
  * Events passed to onEvent (the server's SSE events, with the event name as `type`):
@@ -37,10 +38,13 @@ export class ChatError extends Error {
 }
 
 /** POST `body` as JSON to `url`, call `onEvent` for each event as it arrives, resolve with the last. */
-export async function streamChat(url, body, { onEvent = () => {}, signal, headers = {} } = {}) {
+export async function streamChat(url, body, { onEvent = () => {}, signal, headers = {}, getToken } = {}) {
+  // Asked for per request, so a token refreshed since the last one is the one sent.
+  const token = getToken ? await getToken() : null;
+  const auth = token ? { Authorization: `Bearer ${token}` } : {};
   const response = await fetch(url, {
     method: "POST",
-    headers: { "Content-Type": "application/json", Accept: "text/event-stream", ...headers },
+    headers: { "Content-Type": "application/json", Accept: "text/event-stream", ...headers, ...auth },
     body: JSON.stringify(body),
     signal,
   });
