@@ -25,18 +25,23 @@ class Issuer(ThreadingHTTPServer):
         self.algorithms: dict[str, str] = {}
         self.published: list[str] = []
         self.up = True
+        self.named_issuer: str | None = None  # what discovery says the issuer is, if not this one
+        self.undeclared: set[str] = set()  # keys published without their `alg`
         self.jwks_fetches = 0
         self.url = f"http://127.0.0.1:{self.server_address[1]}"
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
-    def new_key(self, algorithm: str = "RS256", publish: bool = True) -> str:
-        """Generate a key pair; return its id."""
+    def new_key(self, algorithm: str = "RS256", publish: bool = True, declare: bool = True) -> str:
+        """Generate a key pair; return its id. `declare=False` publishes it without its `alg`."""
         kid = uuid.uuid4().hex[:8]
         if algorithm.startswith("ES"):
-            self.private[kid] = ec.generate_private_key(ec.SECP256R1())
+            curves = {"ES256": ec.SECP256R1(), "ES384": ec.SECP384R1(), "ES512": ec.SECP521R1()}
+            self.private[kid] = ec.generate_private_key(curves[algorithm])
         else:
             self.private[kid] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.algorithms[kid] = algorithm
+        if not declare:
+            self.undeclared.add(kid)
         if publish:
             self.published.append(kid)
         return kid
@@ -46,7 +51,8 @@ class Issuer(ThreadingHTTPServer):
         for kid in self.published:
             algorithm = jwt.get_algorithm_by_name(self.algorithms[kid])
             public = json.loads(algorithm.to_jwk(self.private[kid].public_key()))
-            keys.append({**public, "kid": kid, "use": "sig", "alg": self.algorithms[kid]})
+            declared = {} if kid in self.undeclared else {"alg": self.algorithms[kid]}
+            keys.append({**public, "kid": kid, "use": "sig", **declared})
         return {"keys": keys}
 
     def token(self, kid: str, algorithm: str | None = None, headers: dict | None = None, **claims) -> str:
@@ -76,7 +82,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(503)
             return
         if self.path == "/.well-known/openid-configuration":
-            body = {"issuer": self.server.url, "jwks_uri": f"{self.server.url}/jwks.json"}
+            issuer = self.server.named_issuer or self.server.url
+            body = {"issuer": issuer, "jwks_uri": f"{self.server.url}/jwks.json"}
         elif self.path == "/jwks.json":
             self.server.jwks_fetches += 1
             body = self.server.jwks()

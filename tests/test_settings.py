@@ -29,6 +29,7 @@ def test_settings_come_from_the_environment():
         ({"AUTH_MODE": "jwt", "JWT_ISSUER": "https://id.example"}, "needs JWT_ISSUER and JWT_AUDIENCE"),
         ({"AUTH_MODE": "api_key"}, "needs API_KEY_HASHES"),
         ({"JWT_ISSUER": "http://id.example"}, "JWT_ISSUER must be an https:// URL"),
+        ({"JWT_LEEWAY_SECONDS": "inf"}, "JWT_LEEWAY_SECONDS must be between 0 and 300 seconds"),
     ],
 )
 def test_a_bad_setting_is_refused_by_name(environ, words):

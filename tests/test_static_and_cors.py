@@ -101,11 +101,13 @@ def test_an_allowed_origin_gets_cors_headers_and_the_request_id():
     assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
     allowed_headers = preflight.headers["Access-Control-Allow-Headers"].lower()
     # Authorization: for streamChat's `headers` option, e.g. a bearer token.
-    assert {"content-type", "accept", "authorization"} <= {h.strip() for h in allowed_headers.split(",")}
+    expected = {"content-type", "accept", "authorization", "x-api-key"}
+    assert expected <= {h.strip() for h in allowed_headers.split(",")}
     refused = client.post("/chat", data="{}", headers={"Origin": ORIGIN})
     assert refused.status_code == 400
     assert refused.headers["Access-Control-Allow-Origin"] == ORIGIN
-    assert refused.headers["Access-Control-Expose-Headers"] == "X-Request-Id"
+    # The request id, and the sign-in challenge a page needs to tell why it was refused.
+    assert refused.headers["Access-Control-Expose-Headers"] == "X-Request-Id, WWW-Authenticate"
     assert "Origin" in refused.headers["Vary"]
 
 

@@ -32,7 +32,8 @@ class Authenticator:
         self.tokens = None
         if "jwt" in settings.auth_modes:
             # Imported only in jwt mode: PyJWT and cryptography take about 80 ms to import.
-            from .jwt_tokens import KeySet, TokenVerifier
+            from .jwks import KeySet
+            from .jwt_tokens import TokenVerifier
 
             keys = KeySet(settings.jwt_issuer, settings.jwt_jwks_url)
             self.tokens = TokenVerifier(
@@ -71,7 +72,8 @@ class Authenticator:
         return name
 
     def _subject(self, token: str) -> str:
-        from .jwt_tokens import IssuerUnavailable, ScopeMissing, TokenRejected
+        from .jwks import IssuerUnavailable
+        from .jwt_tokens import ScopeMissing, TokenRejected
 
         try:
             return self.tokens.subject(token)
@@ -106,7 +108,7 @@ def _refused(exc: AuthError) -> Response:
     if exc.status in (401, 403):
         challenge = f'Bearer realm="{REALM}"'
         if exc.bearer_error:
-            description = exc.message.replace('"', "'")
+            description = exc.message.replace("\\", "/").replace('"', "'")
             challenge += f', error="{exc.bearer_error}", error_description="{description}"'
         headers["WWW-Authenticate"] = challenge
     elif exc.status == 503:

@@ -7,9 +7,9 @@ from flask import Flask, Response, request
 from .settings import Settings
 
 ALLOW_METHODS = "POST, OPTIONS"
-ALLOW_HEADERS = "Content-Type, Accept, Authorization"
+ALLOW_HEADERS = "Content-Type, Accept, Authorization, X-Api-Key"
 # Browsers hide response headers from cross-origin scripts unless listed here.
-EXPOSE_HEADERS = "X-Request-Id"
+EXPOSE_HEADERS = "X-Request-Id, WWW-Authenticate"
 MAX_AGE_SECONDS = "600"
 
 

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import threading
-import time
-import urllib.request
-from collections.abc import Callable
 from typing import Any
 
 import jwt
 
-# Asymmetric only: `none` and HS* (which a public key could forge) are refused whatever a token says.
-ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
-# An unknown key id fetches the JWKS again at most this often, so made-up ids cannot hammer the issuer.
-REFETCH_SECONDS = 30.0
-FETCH_TIMEOUT_SECONDS = 5.0
+from .jwks import EC_ALGORITHMS, RSA_ALGORITHMS, KeySet, SigningKey
+
+ALGORITHMS = RSA_ALGORITHMS | set(EC_ALGORITHMS.values())
 MAX_TOKEN_BYTES = 8192
 
 
@@ -32,72 +25,13 @@ class ScopeMissing(TokenRejected):
     """The token is valid but lacks the scope the service requires."""
 
 
-class IssuerUnavailable(Exception):
-    """The issuer's keys cannot be fetched, and no cached key fits the token."""
-
-
-def fetch_json(url: str) -> Any:
-    """GET a JSON document from the issuer."""
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})
-    with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT_SECONDS) as response:
-        return json.load(response)
-
-
-class KeySet:
-    """The issuer's signing keys by id, fetched on demand and refetched when an unknown id appears."""
-
-    def __init__(
-        self,
-        issuer: str,
-        jwks_url: str = "",
-        fetch: Callable[[str], Any] = fetch_json,
-        clock: Callable[[], float] = time.monotonic,
-    ):
-        self.issuer = issuer
-        self.jwks_url = jwks_url
-        self._fetch = fetch
-        self.clock = clock
-        self._keys: dict[str, jwt.PyJWK] = {}
-        self._fetched_at: float | None = None
-        self._last_fetch_failed = False
-        self._lock = threading.Lock()
-
-    def key(self, kid: str) -> jwt.PyJWK:
-        """Return the key with this id, or raise TokenRejected or IssuerUnavailable."""
-        key = self._keys.get(kid)
-        if key is not None:
-            return key
-        with self._lock:
-            now = self.clock()
-            if kid not in self._keys and (
-                self._fetched_at is None or now - self._fetched_at >= REFETCH_SECONDS
-            ):
-                self._fetched_at = now
-                self._refresh()
-            key = self._keys.get(kid)
-        if key is not None:
-            return key
-        if self._last_fetch_failed:
-            raise IssuerUnavailable("the sign-in issuer's keys cannot be fetched")
-        raise TokenRejected("unknown_key_id", "the token is signed with a key the issuer does not publish")
-
-    def _refresh(self) -> None:
-        try:
-            if not self.jwks_url:
-                discovery = self._fetch(self.issuer.rstrip("/") + "/.well-known/openid-configuration")
-                self.jwks_url = discovery["jwks_uri"]
-            keys = {}
-            for entry in self._fetch(self.jwks_url)["keys"]:
-                if entry.get("use", "sig") == "sig" and entry.get("kid"):
-                    try:
-                        keys[entry["kid"]] = jwt.PyJWK(entry)
-                    except jwt.PyJWTError:
-                        continue  # a key type this service does not accept, such as a symmetric one
-        except (OSError, ValueError, KeyError, TypeError):
-            self._last_fetch_failed = True
-            return
-        self._keys = keys
-        self._last_fetch_failed = False
+def _strings(value: Any) -> list[str] | None:
+    """Return a claim that may be one string or a list of them as a list; None if it is neither."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return value
+    return None
 
 
 class TokenVerifier:
@@ -130,8 +64,12 @@ class TokenVerifier:
         if not isinstance(kid, str):
             raise TokenRejected("unknown_key_id", "the token names no key id")
         key = self.keys.key(kid)
-        if key.algorithm_name and key.algorithm_name != algorithm:
-            raise TokenRejected("bad_algorithm", "the token's algorithm is not its key's")
+        if key is None:
+            raise TokenRejected(
+                "unknown_key_id", "the token is signed with a key the issuer does not publish"
+            )
+        if algorithm not in key.algorithms:
+            raise TokenRejected("bad_algorithm", "the token's algorithm is not one its key may use")
         claims = self._decode(token, key, algorithm)
         self._check_audience(claims)
         self._check_scope(claims)
@@ -140,7 +78,7 @@ class TokenVerifier:
             raise TokenRejected("malformed_token", "the token has no subject")
         return subject
 
-    def _decode(self, token: str, key: jwt.PyJWK, algorithm: str) -> dict:
+    def _decode(self, token: str, key: SigningKey, algorithm: str) -> dict:
         try:
             return jwt.decode(
                 token,
@@ -168,18 +106,19 @@ class TokenVerifier:
         use = claims.get("token_use")
         if use is not None and use not in ("id", "access"):
             raise TokenRejected("wrong_audience", "the token is neither an id nor an access token")
-        audience = claims.get("aud")
-        if use == "access" or (audience is None and "client_id" in claims):
-            accepted = {claims.get("client_id")}
-        else:
-            accepted = set(audience) if isinstance(audience, list) else {audience}
-        if not accepted & self.audiences:
+        # `aud` when the token has one; a Cognito access token has `client_id` instead.
+        audience = _strings(claims["aud"] if "aud" in claims else claims.get("client_id", []))
+        if audience is None:
+            raise TokenRejected("malformed_token", "the token's audience is not a string or a list of them")
+        if not set(audience) & self.audiences:
             raise TokenRejected("wrong_audience", "the token was issued for another client")
 
     def _check_scope(self, claims: dict) -> None:
         if not self.required_scope:
             return
         scopes = claims.get("scp", claims.get("scope", ""))
-        granted = set(scopes.split() if isinstance(scopes, str) else scopes or ())
+        granted = scopes.split() if isinstance(scopes, str) else _strings(scopes)
+        if granted is None:
+            raise TokenRejected("malformed_token", "the token's scopes are not a string or a list of them")
         if self.required_scope not in granted:
             raise ScopeMissing("insufficient_scope", f"the token lacks the scope '{self.required_scope}'")

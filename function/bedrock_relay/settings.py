@@ -43,17 +43,17 @@ def _port(raw: str) -> int:
     return value
 
 
-def _non_negative(raw: str) -> float:
+def _leeway(raw: str) -> float:
     try:
         value = float(raw)
     except ValueError:
         raise ValueError("must be a number") from None
-    if not value >= 0:
-        raise ValueError("must be 0 or more")
+    if not 0 <= value <= 300:
+        raise ValueError("must be between 0 and 300 seconds")
     return value
 
 
-def _url(raw: str) -> str:
+def https_url(raw: str) -> str:
     """An issuer or JWKS address: https, or http only on loopback (a local issuer for tests)."""
     parts = urlsplit(raw)
     loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
@@ -134,11 +134,11 @@ class Settings:
     log_level: str = setting("LOG_LEVEL", "warning", str.lower)
     # Who may call: none (the URL's own AWS_IAM auth, or local use), jwt, api_key, or both.
     auth_modes: tuple[str, ...] = setting("AUTH_MODE", (), _auth_modes)
-    jwt_issuer: str = setting("JWT_ISSUER", "", _url)
+    jwt_issuer: str = setting("JWT_ISSUER", "", https_url)
     jwt_audience: tuple[str, ...] = setting("JWT_AUDIENCE", (), _names)
-    jwt_jwks_url: str = setting("JWT_JWKS_URL", "", _url)  # default: found by OIDC discovery
+    jwt_jwks_url: str = setting("JWT_JWKS_URL", "", https_url)  # default: found by OIDC discovery
     jwt_required_scope: str = setting("JWT_REQUIRED_SCOPE", "", _text)
-    jwt_leeway_seconds: float = setting("JWT_LEEWAY_SECONDS", 30.0, _non_negative)
+    jwt_leeway_seconds: float = setting("JWT_LEEWAY_SECONDS", 30.0, _leeway)
     api_key_hashes: tuple[tuple[str, str], ...] = setting("API_KEY_HASHES", (), _key_hashes, secret=True)
 
     def __post_init__(self) -> None:
