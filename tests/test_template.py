@@ -62,7 +62,8 @@ def test_function_is_wired_for_streaming_through_the_web_adapter(function: dict)
     assert function["Timeout"] == 900
     url = function["FunctionUrlConfig"]
     assert url["InvokeMode"] == "RESPONSE_STREAM"
-    assert url["AuthType"] == {"Ref": "AuthType"}
+    # JWT and API_KEY leave the URL open: the app checks those credentials itself.
+    assert url["AuthType"] == {"Fn::If": ["IsIam", "AWS_IAM", "NONE"]}
 
 
 def test_default_auth_is_iam_and_cors_exposes_the_request_id(template: dict, function: dict):
@@ -127,3 +128,55 @@ def test_runtime_layers_and_layer_makefile_agree_on_the_python_version(template:
         assert template["Resources"][name]["Properties"]["CompatibleRuntimes"] == [f"python{version}"]
     makefile = (ROOT / "layer" / "Makefile").read_text()
     assert re.search(rf"^PYTHON_VERSION := {re.escape(version)}$", makefile, re.MULTILINE)
+
+
+def test_each_auth_type_sets_the_apps_mode(template: dict, function: dict):
+    assert template["Parameters"]["AuthType"]["AllowedValues"] == ["AWS_IAM", "JWT", "API_KEY", "NONE"]
+    assert template["Parameters"]["ApiKeyHashes"]["NoEcho"] is True
+    variables = function["Environment"]["Variables"]
+    assert variables["AUTH_MODE"] == {
+        "Fn::If": [
+            "IsJwt",
+            {"Fn::If": ["HasApiKeys", "jwt,api_key", "jwt"]},
+            {"Fn::If": ["IsApiKey", "api_key", "none"]},
+        ]
+    }
+    created, given = variables["JWT_ISSUER"]["Fn::If"][1:]
+    assert created == {"Fn::Sub": "https://cognito-idp.${AWS::Region}.amazonaws.com/${UserPool}"}
+    assert given == {"Ref": "JwtIssuer"}
+    assert variables["JWT_AUDIENCE"]["Fn::If"][:2] == ["CreateUserPool", {"Ref": "UserPoolClient"}]
+    conditions = template["Conditions"]
+    assert conditions["CreateUserPool"] == {
+        "Fn::And": [{"Condition": "IsJwt"}, {"Fn::Equals": [{"Ref": "JwtIssuer"}, ""]}]
+    }
+    resources = template["Resources"]
+    for name in ("ChatFunctionPublicUrlPermission", "ChatFunctionPublicInvokePermission"):
+        assert resources[name]["Condition"] == "IsUrlOpen"
+
+
+def test_the_created_user_pool_is_closed_and_its_client_is_a_pkce_page(template: dict):
+    resources = template["Resources"]
+    pool = resources["UserPool"]["Properties"]
+    assert pool["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] is True
+    client = resources["UserPoolClient"]["Properties"]
+    assert client["GenerateSecret"] is False and client["AllowedOAuthFlows"] == ["code"]
+    assert "openid" in client["AllowedOAuthScopes"]
+    # The sign-in returns to the Function URL, set once the URL exists.
+    callbacks = resources["CognitoCallbacks"]["Properties"]
+    assert callbacks["Url"] == {"Fn::GetAtt": ["ChatFunctionUrl.FunctionUrl"]} or callbacks["Url"] == {
+        "Fn::GetAtt": ["ChatFunctionUrl", "FunctionUrl"]
+    }
+    assert callbacks["ClientId"] == {"Ref": "UserPoolClient"}
+    (statement,) = resources["CognitoCallbacksFunction"]["Properties"]["Policies"][0]["Statement"]
+    assert statement["Action"] == ["cognito-idp:DescribeUserPoolClient", "cognito-idp:UpdateUserPoolClient"]
+    assert statement["Resource"] == {"Fn::GetAtt": ["UserPool", "Arn"]}
+    for name in (
+        "UserPool",
+        "UserPoolDomain",
+        "UserPoolClient",
+        "CognitoCallbacksFunction",
+        "CognitoCallbacks",
+    ):
+        assert resources[name]["Condition"] == "CreateUserPool"
+    outputs = template["Outputs"]
+    assert "admin-create-user" in outputs["AddUserCommand"]["Value"]["Fn::Sub"]
