@@ -99,10 +99,14 @@ def stop_process(process: subprocess.Popen) -> None:
 
 
 def start_app(
-    bedrock_url: str, command: list[str] | None = None, cwd: Path | None = None, **env: str
+    bedrock_url: str,
+    command: list[str] | None = None,
+    cwd: Path | None = None,
+    port: int | None = None,
+    **env: str,
 ) -> AppProcess:
     """Start the app through run.sh with the given settings and wait until /healthz answers."""
-    port = free_port()
+    port = port or free_port()
     log = Path(tempfile.mkstemp(prefix="app-", suffix=".log")[1])
     process = subprocess.Popen(
         command or [str(RUN_SH)],

@@ -134,7 +134,7 @@ def test_health_the_page_its_config_and_preflights_stay_open(auth_app, issuer):
         "modes": ["jwt", "api_key"],
         "issuer": issuer.url,
         "clientId": CLIENT_ID,
-        "scopes": "openid",
+        "scopes": "openid email profile",
     }
     preflight = {"Origin": "http://127.0.0.1:1", "Access-Control-Request-Method": "POST"}
     assert httpx.options(f"{auth_app.url}/chat", headers=preflight).status_code == 200

@@ -37,7 +37,11 @@ def config(settings: Settings) -> Response:
             "modes": list(settings.auth_modes),
             "issuer": settings.jwt_issuer if jwt_on else None,
             "clientId": settings.jwt_audience[0] if jwt_on else None,
-            "scopes": " ".join(filter(None, ["openid", settings.jwt_required_scope])) if jwt_on else None,
+            # What the page asks for: an id token with an email to show (the template's Cognito
+            # client allows these three), and the scope the service requires, if any.
+            "scopes": " ".join(filter(None, ["openid email profile", settings.jwt_required_scope]))
+            if jwt_on
+            else None,
         }
     )
 

@@ -1,4 +1,5 @@
 // The chat page: sends the conversation with streamChat and renders each event as it arrives.
+import { getToken, setUpSignIn, signIn, signInHeaders, signOut, signedInAs, useApiKey } from "./sign-in.js";
 import { ChatError, streamChat } from "./stream-chat.js";
 
 const chatUrl = new URL(document.body.dataset.chatUrl, document.baseURI);
@@ -13,6 +14,40 @@ const template = document.getElementById("turn-template");
 // The whole conversation lives here, client-side: the service keeps no state between requests.
 let messages = [];
 let controller = null;
+
+// What sign-in the service asks for; the page works as before when it asks for none.
+let session = null;
+const account = document.getElementById("account");
+const ready = setUpSignIn(new URL("config", chatUrl))
+  .then((found) => {
+    session = found;
+    showAccount();
+  })
+  .catch((error) => setStatus(error.message));
+
+function showAccount() {
+  if (!session.modes.length) return;
+  const who = signedInAs(session);
+  account.hidden = false;
+  document.getElementById("who").textContent = who ? `Signed in: ${who}` : "";
+  document.getElementById("sign-in").hidden = Boolean(who) || !session.modes.includes("jwt");
+  document.getElementById("api-key-form").hidden = Boolean(who) || !session.modes.includes("api_key");
+  document.getElementById("sign-out").hidden = !who;
+  if (!who) setStatus("Sign in to chat.");
+}
+
+document.getElementById("sign-in").addEventListener("click", () => signIn(session));
+document.getElementById("sign-out").addEventListener("click", () => {
+  signOut(session);
+  showAccount();
+});
+document.getElementById("api-key-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  useApiKey(document.getElementById("api-key").value);
+  document.getElementById("api-key").value = "";
+  showAccount();
+  setStatus("");
+});
 
 prompt.addEventListener("keydown", (event) => {
   // isComposing: Enter that confirms an IME composition must not send.
@@ -73,8 +108,11 @@ async function send(text) {
   let answer = "";
   let outcome = "failed";
   try {
+    await ready;
     const last = await streamChat(chatUrl, { messages: history }, {
       signal: controller.signal,
+      headers: signInHeaders(),
+      getToken: session ? () => getToken(session) : undefined,
       onEvent(event) {
         live.events += 1;
         if (event.type === "token") {
