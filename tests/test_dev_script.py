@@ -14,39 +14,70 @@ import httpx
 from tests.harness import ROOT, free_port, offline_env
 
 
-def test_dev_script_serves_the_printed_curl_command():
-    port, standin_port = free_port(), free_port()
-    env = offline_env("unused", PORT=str(port), STANDIN_PORT=str(standin_port))
+def run_dev(*flags: str) -> tuple[subprocess.Popen, str, list[int]]:
+    """Start ./scripts/dev on free ports and return it with what it printed up to "Stop with Ctrl-C"."""
+    ports = [free_port(), free_port(), free_port()]
+    env = offline_env("unused", PORT=str(ports[0]), STANDIN_PORT=str(ports[1]), OIDC_PORT=str(ports[2]))
     del env["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"]  # the script must point boto3 at its stand-in itself
     process = subprocess.Popen(
-        [str(ROOT / "scripts" / "dev")],
+        [str(ROOT / "scripts" / "dev"), *flags],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    try:
-        output = ""
-        deadline = time.monotonic() + 60
-        while "Stop with Ctrl-C" not in output and time.monotonic() < deadline:
-            output += process.stdout.readline()
-        command = re.search(r"^\s*(curl -N \S+/chat -d .*)$", output, re.MULTILINE)
-        assert command, output
-        args = shlex.split(command.group(1))
-        url, body = args[2], args[4]
-        assert url == f"http://127.0.0.1:{port}/chat"
-        response = httpx.post(url, content=body, timeout=30)
-        assert response.status_code == 200 and len(response.text.split()) > 10
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=15)
-    for listening in (port, standin_port):
+    output = ""
+    deadline = time.monotonic() + 90
+    while "Stop with Ctrl-C" not in output and time.monotonic() < deadline:
+        output += process.stdout.readline()
+    return process, output, ports
+
+
+def stop_dev(process: subprocess.Popen, ports: list[int]) -> None:
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=15)
+    for listening in ports:
         try:
             httpx.get(f"http://127.0.0.1:{listening}/healthz", timeout=1)
         except httpx.ConnectError:
             continue
         raise AssertionError(f"port {listening} still served after scripts/dev stopped")
+
+
+def printed_curl(output: str) -> list[str]:
+    command = re.search(r"^\s*(curl -N \S+/chat (-H .*)?-d .*)$", output, re.MULTILINE)
+    assert command, output
+    return shlex.split(command.group(1))
+
+
+def test_dev_script_serves_the_printed_curl_command_with_sign_in_on():
+    process, output, ports = run_dev()
+    try:
+        key = re.search(r"^\s*export RELAY_API_KEY=(\S+)$", output, re.MULTILINE).group(1)
+        args = printed_curl(output)
+        url, body = args[2], args[-1]
+        assert url == f"http://127.0.0.1:{ports[0]}/chat"
+        assert args[3:5] == ["-H", "X-Api-Key: $RELAY_API_KEY"]
+        response = httpx.post(url, content=body, headers={"X-Api-Key": key}, timeout=30)
+        assert response.status_code == 200 and len(response.text.split()) > 10
+        # As deployed: without the key, refused; the page's local OpenID provider is up.
+        assert httpx.post(url, content=body, timeout=30).status_code == 401
+        config = httpx.get(f"http://127.0.0.1:{ports[0]}/config").json()["auth"]
+        assert config["issuer"] == f"http://127.0.0.1:{ports[2]}"
+        assert httpx.get(config["issuer"] + "/.well-known/openid-configuration").status_code == 200
+    finally:
+        stop_dev(process, ports)
+
+
+def test_dev_script_without_auth_serves_the_plain_curl_command():
+    process, output, ports = run_dev("--no-auth")
+    try:
+        args = printed_curl(output)
+        response = httpx.post(args[2], content=args[-1], timeout=30)
+        assert response.status_code == 200 and len(response.text.split()) > 10
+    finally:
+        stop_dev(process, ports[:2])
 
 
 def test_dev_script_refuses_a_port_in_use():

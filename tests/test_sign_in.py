@@ -14,12 +14,12 @@ from playwright.sync_api import Page, expect
 from tests.browser import CHROMIUM, MISSING_CHROMIUM
 from tests.harness import ROOT, AppProcess, free_port, start_app, stop_process
 
-PROVIDER = ROOT / "tests" / "oidc"
+PROVIDER = ROOT / "standin" / "oidc"
 if not Path(CHROMIUM).exists():
     pytest.skip(MISSING_CHROMIUM, allow_module_level=True)
 if not (PROVIDER / "node_modules" / "oidc-provider").exists() or not shutil.which("node"):
     pytest.skip(
-        "node and tests/oidc/node_modules are needed: ./scripts/test installs them", allow_module_level=True
+        "node and standin/oidc/node_modules are needed: ./scripts/test installs them", allow_module_level=True
     )
 
 STATUS = "#status"

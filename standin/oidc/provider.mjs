@@ -1,4 +1,5 @@
-// A real OpenID Connect provider for the page's sign-in tests: node oidc-provider on loopback.
+// A real OpenID Connect provider on loopback (node oidc-provider), standing in for Cognito in
+// ./scripts/dev and the page's sign-in tests: any login and password sign in.
 // Usage: node provider.mjs PORT REDIRECT_URI  (prints "ready" once it listens)
 import Provider from "oidc-provider";
 
