@@ -1,4 +1,4 @@
-"""A CloudFormation custom resource: Cognito sign-in returns to the Function URL, made after the client."""
+"""A CloudFormation custom resource: the Cognito app client's sign-in settings, with the Function URL."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import urllib.request
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
 # What UpdateUserPoolClient takes besides the URLs: it resets every field a call leaves out,
 # so each one DescribeUserPoolClient returns is passed back as it was.
@@ -32,12 +33,40 @@ UPDATABLE = (
 )
 
 
-def point_client_at(client: Any, pool_id: str, client_id: str, url: str) -> None:
-    """Make `url` the app client's only callback and sign-out URL, keeping its other settings."""
+# CloudFormation hands a custom resource every value as a string; the API wants these typed.
+BOOLEANS = {
+    "AllowedOAuthFlowsUserPoolClient",
+    "EnableTokenRevocation",
+    "EnablePropagateAdditionalUserContextData",
+}
+INTEGERS = {"RefreshTokenValidity", "AccessTokenValidity", "IdTokenValidity", "AuthSessionValidity"}
+# Short enough that an answer always reaches CloudFormation before the function's 60 s run out.
+CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=10, retries={"total_max_attempts": 2})
+
+
+def typed(settings: dict) -> dict:
+    """Return the settings with the booleans and numbers CloudFormation turned into strings restored."""
+    out = {}
+    for name, value in settings.items():
+        if name in BOOLEANS:
+            out[name] = str(value).lower() == "true"
+        elif name in INTEGERS:
+            out[name] = int(value)
+        else:
+            out[name] = value
+    return out
+
+
+def configure_client(client: Any, pool_id: str, client_id: str, url: str, settings: dict) -> None:
+    """Apply the sign-in settings, with `url` the only callback and sign-out URL, keeping the rest."""
     current = client.describe_user_pool_client(UserPoolId=pool_id, ClientId=client_id)["UserPoolClient"]
     kept = {name: current[name] for name in UPDATABLE if name in current}
     client.update_user_pool_client(
-        UserPoolId=pool_id, ClientId=client_id, **kept, CallbackURLs=[url], LogoutURLs=[url]
+        UserPoolId=pool_id,
+        ClientId=client_id,
+        **{**kept, **typed(settings)},
+        CallbackURLs=[url],
+        LogoutURLs=[url],
     )
 
 
@@ -63,12 +92,16 @@ def respond(event: dict, status: str, reason: str = "") -> None:
 
 
 def handler(event: dict, _context: Any = None, client: Any = None) -> None:
-    """Point the client at the URL on Create and Update; on Delete there is nothing to undo."""
+    """Configure the client on Create and Update; on Delete there is nothing to undo."""
     try:
         if event["RequestType"] in ("Create", "Update"):
             props = event["ResourceProperties"]
-            point_client_at(
-                client or boto3.client("cognito-idp"), props["UserPoolId"], props["ClientId"], props["Url"]
+            configure_client(
+                client or boto3.client("cognito-idp", config=CLIENT_CONFIG),
+                props["UserPoolId"],
+                props["ClientId"],
+                props["Url"],
+                props.get("Settings", {}),
             )
         respond(event, "SUCCESS")
     except Exception as exc:

@@ -18,10 +18,11 @@ region = url.split(".")[2] if ".lambda-url." in url else os.environ.get("AWS_REG
 
 body = json.dumps({"prompt": prompt})
 headers = {"Content-Type": "application/json"}
-if os.environ.get("RELAY_TOKEN"):
-    headers["Authorization"] = f"Bearer {os.environ['RELAY_TOKEN']}"
-elif os.environ.get("RELAY_API_KEY"):
-    headers["X-Api-Key"] = os.environ["RELAY_API_KEY"]
+token, key = os.environ.get("RELAY_TOKEN", "").strip(), os.environ.get("RELAY_API_KEY", "").strip()
+if token:
+    headers["Authorization"] = f"Bearer {token}"
+elif key:
+    headers["X-Api-Key"] = key
 else:
     # The standard chain: environment, ~/.aws profiles, SSO, instance roles.
     credentials = botocore.session.Session().get_credentials()

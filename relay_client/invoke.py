@@ -51,10 +51,13 @@ def signed_headers(url: str, body: bytes, headers: dict, credentials: Credential
 def bearer_headers(environ: dict) -> dict:
     """Return the sign-in header for a relay with AUTH_MODE on: RELAY_TOKEN (a JWT) or RELAY_API_KEY."""
     # Read from the environment, not the command line, where `ps` and shell history would show them.
-    if environ.get("RELAY_TOKEN"):
-        return {"Authorization": f"Bearer {environ['RELAY_TOKEN']}"}
-    if environ.get("RELAY_API_KEY"):
-        return {"X-Api-Key": environ["RELAY_API_KEY"]}
+    # Stripped: a key read from a file with CRLF ends would make an invalid header.
+    token = environ.get("RELAY_TOKEN", "").strip()
+    key = environ.get("RELAY_API_KEY", "").strip()
+    if token:
+        return {"Authorization": f"Bearer {token}"}
+    if key:
+        return {"X-Api-Key": key}
     return {}
 
 
@@ -112,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         failure = stream_failure(args.format, tail)
         if failure:
             raise InvokeError(failure)
+    except requests.exceptions.InvalidHeader:
+        # Its text would quote the header, token and all.
+        print("error: RELAY_TOKEN or RELAY_API_KEY holds a character a header cannot carry", file=sys.stderr)
+        return 1
     except (EndpointError, CredentialsError, InvokeError, requests.RequestException) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

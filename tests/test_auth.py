@@ -135,6 +135,7 @@ def test_health_the_page_its_config_and_preflights_stay_open(auth_app, issuer):
         "issuer": issuer.url,
         "clientId": CLIENT_ID,
         "scopes": "openid email profile",
+        "requiredScope": None,
     }
     preflight = {"Origin": "http://127.0.0.1:1", "Access-Control-Request-Method": "POST"}
     assert httpx.options(f"{auth_app.url}/chat", headers=preflight).status_code == 200
@@ -431,3 +432,13 @@ def test_key_documents_are_fetched_without_redirects_within_a_size_limit():
             fetch_json("file:///etc/passwd", time.monotonic() + 5)
     finally:
         server.shutdown()
+
+
+def test_a_credential_a_header_cannot_carry_is_refused_without_printing_it(auth_app):
+    secret = "eyJsecret.pay\nload.sig"
+    done = run_client([str(ROOT / "scripts" / "invoke")], auth_app.url, RELAY_TOKEN=secret)
+    assert done.returncode == 1 and "cannot carry" in done.stderr
+    assert "eyJsecret" not in done.stderr + done.stdout
+    # A trailing CRLF, as from a file written on Windows, is only trimmed.
+    done = run_client([str(ROOT / "scripts" / "invoke")], auth_app.url, RELAY_API_KEY=KEY + "\r\n")
+    assert done.returncode == 0, done.stderr

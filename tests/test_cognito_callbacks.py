@@ -67,29 +67,75 @@ def event(kind: str, response_url: str, **properties: str) -> dict:
     }
 
 
-def test_create_points_the_client_at_the_url_and_keeps_its_settings(cognito):
+# What CloudFormation sends: every value a string.
+SETTINGS = {
+    "AllowedOAuthFlowsUserPoolClient": "true",
+    "AllowedOAuthFlows": ["code"],
+    "AllowedOAuthScopes": ["openid", "email"],
+    "SupportedIdentityProviders": ["COGNITO"],
+    "IdTokenValidity": "60",
+    "TokenValidityUnits": {"IdToken": "minutes"},
+}
+
+
+class RecordingCognito:
+    """Answers DescribeUserPoolClient as Cognito does, and records the UpdateUserPoolClient call."""
+
+    def __init__(self) -> None:
+        self.updates: list[dict] = []
+
+    def describe_user_pool_client(self, UserPoolId: str, ClientId: str) -> dict:
+        current = {"UserPoolId": UserPoolId, "ClientId": ClientId, "ClientName": "relay-page"}
+        return {"UserPoolClient": {**current, "ReadAttributes": ["email"], "ClientSecret": "never-sent"}}
+
+    def update_user_pool_client(self, **call: object) -> None:
+        self.updates.append(call)
+
+
+def test_the_update_carries_every_setting_typed_and_the_url_because_cognito_resets_the_rest():
+    answers = CloudFormation()
+    cognito = RecordingCognito()
+    try:
+        response_url = f"http://127.0.0.1:{answers.server_address[1]}/answer"
+        props = {"UserPoolId": "pool", "ClientId": "client", "Url": URL, "Settings": SETTINGS}
+        handler(event("Create", response_url, **props), client=cognito)
+    finally:
+        answers.shutdown()
+    assert cognito.updates == [
+        {
+            "UserPoolId": "pool",
+            "ClientId": "client",
+            "ClientName": "relay-page",
+            "ReadAttributes": ["email"],
+            "AllowedOAuthFlowsUserPoolClient": True,
+            "AllowedOAuthFlows": ["code"],
+            "AllowedOAuthScopes": ["openid", "email"],
+            "SupportedIdentityProviders": ["COGNITO"],
+            "IdTokenValidity": 60,
+            "TokenValidityUnits": {"IdToken": "minutes"},
+            "CallbackURLs": [URL],
+            "LogoutURLs": [URL],
+        }
+    ]
+    assert [answer["Status"] for answer in answers.answers] == ["SUCCESS"]
+
+
+def test_on_cognito_the_client_is_configured_and_failures_are_answered(cognito):
     pool = cognito.create_user_pool(PoolName="relay-users")["UserPool"]["Id"]
-    client = cognito.create_user_pool_client(
-        UserPoolId=pool,
-        ClientName="relay-page",
-        AllowedOAuthFlows=["code"],
-        AllowedOAuthScopes=["openid", "email"],
-        AllowedOAuthFlowsUserPoolClient=True,
-        SupportedIdentityProviders=["COGNITO"],
-        CallbackURLs=["https://localhost/"],
-        RefreshTokenValidity=12,
-    )["UserPoolClient"]["ClientId"]
+    client = cognito.create_user_pool_client(UserPoolId=pool, ClientName="relay-page")["UserPoolClient"]
+    client_id = client["ClientId"]
     answers = CloudFormation()
     try:
         response_url = f"http://127.0.0.1:{answers.server_address[1]}/answer"
-        handler(event("Create", response_url, UserPoolId=pool, ClientId=client, Url=URL), client=cognito)
-        handler(event("Delete", response_url, UserPoolId=pool, ClientId=client, Url=URL), client=cognito)
-        handler(event("Create", response_url, UserPoolId=pool, ClientId="missing", Url=URL), client=cognito)
+        props = {"UserPoolId": pool, "ClientId": client_id, "Url": URL, "Settings": SETTINGS}
+        handler(event("Create", response_url, **props), client=cognito)
+        handler(event("Delete", response_url, **props), client=cognito)
+        handler(event("Create", response_url, **{**props, "ClientId": "missing"}), client=cognito)
     finally:
         answers.shutdown()
-    now = cognito.describe_user_pool_client(UserPoolId=pool, ClientId=client)["UserPoolClient"]
+    now = cognito.describe_user_pool_client(UserPoolId=pool, ClientId=client_id)["UserPoolClient"]
     assert now["CallbackURLs"] == [URL] and now["LogoutURLs"] == [URL]
-    assert now["AllowedOAuthFlows"] == ["code"] and now["RefreshTokenValidity"] == 12
+    assert now["AllowedOAuthFlows"] == ["code"] and now["AllowedOAuthFlowsUserPoolClient"] is True
     assert [answer["Status"] for answer in answers.answers] == ["SUCCESS", "SUCCESS", "FAILED"]
     assert "ResourceNotFoundException" in answers.answers[-1]["Reason"]
     assert {answer["StackId"] for answer in answers.answers} == {event("Create", "")["StackId"]}

@@ -83,12 +83,24 @@ def test_sign_in_then_chat_as_that_user_with_tokens_only_in_session_storage(page
     page.fill("#prompt", "hi [standin tokens=4]")
     page.press("#prompt", "Enter")
     expect(page.locator(STATUS)).to_have_text("Answer complete: end_turn, 4 tokens.")
-    records = [r for r in app.log_records() if r.get("path") != "/chat" and r.get("principal")]
-    assert records and records[-1]["principal"] == "alice" and records[-1]["authMethod"] == "jwt"
-    # The id token lives 30 s here, under the page's 60 s margin: the send refreshed it first.
-    assert any("grant_type=refresh_token" in body for body in token_requests)
+    streamed = [r for r in app.log_records() if r.get("outcome") == "complete"]
+    assert streamed and streamed[-1]["principal"] == "alice" and streamed[-1]["authMethod"] == "jwt"
+    # The id token lives 30 s here, under the page's 60 s margin: each send refreshes it first,
+    # the second with the refresh token kept from sign-in (a refresh, as Cognito's, sends none).
+    page.fill("#prompt", "again [standin tokens=2]")
+    page.press("#prompt", "Enter")
+    expect(page.locator(STATUS)).to_have_text("Answer complete: end_turn, 2 tokens.")
+    assert sum("grant_type=refresh_token" in body for body in token_requests) == 2
     assert page.evaluate("localStorage.length") == 0
     assert page.evaluate("Object.keys(sessionStorage)") == ["relay.tokens"]
+
+
+def test_a_stale_return_from_the_issuer_is_reported_and_sign_in_offered_again(page, signed_app):
+    app, _ = signed_app
+    page.goto(f"{app.url}/?code=stale&state=forged")
+    expect(page.locator(STATUS)).to_have_text("sign-in failed: the state does not match")
+    expect(page.locator("#sign-in")).to_be_visible()
+    assert "code=" not in page.url
 
 
 def test_without_signing_in_the_service_refuses_and_the_page_says_so(page, signed_app):

@@ -158,14 +158,21 @@ def test_the_created_user_pool_is_closed_and_its_client_is_a_pkce_page(template:
     resources = template["Resources"]
     pool = resources["UserPool"]["Properties"]
     assert pool["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] is True
-    client = resources["UserPoolClient"]["Properties"]
-    assert client["GenerateSecret"] is False and client["AllowedOAuthFlows"] == ["code"]
-    assert "openid" in client["AllowedOAuthScopes"]
-    # The sign-in returns to the Function URL, set once the URL exists.
+    assert resources["UserPoolClient"]["Properties"]["GenerateSecret"] is False
+    # The client's sign-in settings live with the Function URL they need, in the custom resource,
+    # which runs again whenever they change or the client is updated (its Name is an input).
     callbacks = resources["CognitoCallbacks"]["Properties"]
-    assert callbacks["Url"] == {"Fn::GetAtt": ["ChatFunctionUrl.FunctionUrl"]} or callbacks["Url"] == {
-        "Fn::GetAtt": ["ChatFunctionUrl", "FunctionUrl"]
-    }
+    settings = callbacks["Settings"]
+    assert settings["AllowedOAuthFlows"] == ["code"] and "openid" in settings["AllowedOAuthScopes"]
+    assert settings["AllowedOAuthFlowsUserPoolClient"] is True
+    assert callbacks["Url"] in (
+        {"Fn::GetAtt": ["ChatFunctionUrl", "FunctionUrl"]},
+        {"Fn::GetAtt": "ChatFunctionUrl.FunctionUrl"},
+    )
+    assert callbacks["ClientName"] in (
+        {"Fn::GetAtt": ["UserPoolClient", "Name"]},
+        {"Fn::GetAtt": "UserPoolClient.Name"},
+    )
     assert callbacks["ClientId"] == {"Ref": "UserPoolClient"}
     (statement,) = resources["CognitoCallbacksFunction"]["Properties"]["Policies"][0]["Statement"]
     assert statement["Action"] == ["cognito-idp:DescribeUserPoolClient", "cognito-idp:UpdateUserPoolClient"]

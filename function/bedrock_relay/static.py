@@ -42,6 +42,8 @@ def config(settings: Settings) -> Response:
             "scopes": " ".join(filter(None, ["openid email profile", settings.jwt_required_scope]))
             if jwt_on
             else None,
+            # With a required scope the page sends its access token: only those carry scopes.
+            "requiredScope": (settings.jwt_required_scope or None) if jwt_on else None,
         }
     )
 

@@ -18,15 +18,14 @@ let controller = null;
 // What sign-in the service asks for; the page works as before when it asks for none.
 let session = null;
 const account = document.getElementById("account");
-const ready = setUpSignIn(new URL("config", chatUrl))
-  .then((found) => {
-    session = found;
-    showAccount();
-  })
-  .catch((error) => setStatus(error.message));
+const ready = setUpSignIn(new URL("config", chatUrl)).then((found) => {
+  session = found;
+  showAccount();
+  if (session.error) setStatus(session.error);
+});
 
 function showAccount() {
-  if (!session.modes.length) return;
+  if (!session?.modes.length) return;
   const who = signedInAs(session);
   account.hidden = false;
   document.getElementById("who").textContent = who ? `Signed in: ${who}` : "";
@@ -162,6 +161,8 @@ async function send(text) {
       showError(view, "client_error", String(error));
     }
   } finally {
+    // A refused refresh signs out: the header must say so.
+    showAccount();
     view.assistant.setAttribute("aria-busy", "false");
     controller = null;
     setBusy(false);

@@ -11,15 +11,31 @@ const base64url = (bytes) =>
   btoa(String.fromCharCode(...new Uint8Array(bytes))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 const randomText = () => base64url(crypto.getRandomValues(new Uint8Array(32)));
 const claimsOf = (jwt) => JSON.parse(atob(jwt.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+// Bumped by sign-out, so a refresh still under way cannot store its tokens afterwards.
+let generation = 0;
 
-/** Read the service's sign-in settings and finish a sign-in that is coming back from the issuer. */
+async function getJson(url, what) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${what} failed: HTTP ${response.status}`);
+  return response.json();
+}
+
+/**
+ * Read the service's sign-in settings and finish a sign-in coming back from the issuer.
+ * Never rejects: a problem is in `session.error`, and the page goes on (signed in or not).
+ */
 export async function setUpSignIn(configUrl) {
-  const { auth } = await (await fetch(configUrl)).json();
-  const session = { modes: auth.modes, auth, issuer: null, redirectUri: location.origin + location.pathname };
-  if (auth.modes.includes("jwt")) {
-    const discovery = `${auth.issuer.replace(/\/$/, "")}/.well-known/openid-configuration`;
-    session.issuer = await (await fetch(discovery)).json();
-    await finishSignIn(session);
+  const session = { modes: [], auth: {}, issuer: null, error: null, redirectUri: location.origin + location.pathname };
+  try {
+    session.auth = (await getJson(configUrl, "reading the sign-in settings")).auth;
+    session.modes = session.auth.modes;
+    if (session.modes.includes("jwt")) {
+      const discovery = `${session.auth.issuer.replace(/\/$/, "")}/.well-known/openid-configuration`;
+      session.issuer = await getJson(discovery, "reaching the sign-in issuer");
+      await finishSignIn(session);
+    }
+  } catch (error) {
+    session.error = error.message;
   }
   return session;
 }
@@ -60,16 +76,19 @@ export function useApiKey(key) {
 
 /** Forget the tokens or key; with an issuer session, end that too. */
 export function signOut(session) {
-  const tokens = JSON.parse(store.getItem(TOKENS) ?? "null");
+  generation += 1;
+  const tokens = store.getItem(TOKENS);
   store.removeItem(TOKENS);
   store.removeItem(API_KEY);
   const end = session.issuer?.end_session_endpoint;
   if (tokens && end) {
+    // OIDC RP-initiated logout takes post_logout_redirect_uri, Cognito's /logout takes logout_uri:
+    // send both. No id_token_hint: it would stay in the browser's history.
     const url = new URL(end);
     url.search = new URLSearchParams({
       client_id: session.auth.clientId,
-      id_token_hint: tokens.idToken,
       post_logout_redirect_uri: session.redirectUri,
+      logout_uri: session.redirectUri,
     });
     location.assign(url);
   }
@@ -81,18 +100,27 @@ export function signInHeaders() {
   return key ? { "X-Api-Key": key } : {};
 }
 
-/** The id token to send, refreshed first if it is about to expire; null when not signed in. */
+/**
+ * The token to send, refreshed first if it is about to expire; null when not signed in (or no
+ * longer: a refused refresh signs out). The access token when the service requires a scope,
+ * since only access tokens carry scopes; else the id token, which names the user.
+ */
 export async function getToken(session) {
   let tokens = JSON.parse(store.getItem(TOKENS) ?? "null");
   if (!tokens) return null;
-  if (tokens.expiresAt - Date.now() < REFRESH_MARGIN_MS && tokens.refreshToken) {
+  if (tokens.expiresAt - Date.now() < REFRESH_MARGIN_MS) {
+    if (!tokens.refreshToken) {
+      store.removeItem(TOKENS);
+      return null;
+    }
     tokens = await requestTokens(session, {
       grant_type: "refresh_token",
       refresh_token: tokens.refreshToken,
       client_id: session.auth.clientId,
     }, tokens.refreshToken);
   }
-  return tokens?.idToken ?? null;
+  if (!tokens) return null;
+  return session.auth.requiredScope ? tokens.accessToken : tokens.idToken;
 }
 
 async function finishSignIn(session) {
@@ -114,19 +142,23 @@ async function finishSignIn(session) {
 }
 
 async function requestTokens(session, form, previousRefreshToken = null) {
+  const started = generation;
   const response = await fetch(session.issuer.token_endpoint, {
     method: "POST",
     headers: { "Content-Type": "application/x-www-form-urlencoded" },
     body: new URLSearchParams(form),
   });
-  if (!response.ok) {
-    // A refresh token that no longer works: signed out, as if the tab had been closed.
+  if (response.status === 400 || response.status === 401) {
+    // The issuer refuses the code or refresh token (invalid_grant): signed out, as if the tab had closed.
     store.removeItem(TOKENS);
     return null;
   }
+  if (!response.ok) throw new Error(`the sign-in issuer answered HTTP ${response.status}; try again`);
   const answer = await response.json();
+  if (generation !== started) return null; // signed out meanwhile
   const tokens = {
     idToken: answer.id_token,
+    accessToken: answer.access_token,
     // Cognito sends no new refresh token on refresh: the old one stays valid.
     refreshToken: answer.refresh_token ?? previousRefreshToken,
     expiresAt: claimsOf(answer.id_token).exp * 1000,

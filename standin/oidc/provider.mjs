@@ -28,6 +28,8 @@ const provider = new Provider(issuer, {
   conformIdTokenClaims: false,
   // As Cognito does: a refresh token with every code, and short-lived id tokens.
   issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed("refresh_token"),
+  // As Cognito does: a refresh answers with new id and access tokens, not a new refresh token.
+  rotateRefreshToken: () => false,
   ttl: { IdToken: 30, AccessToken: 30, RefreshToken: 3600, Session: 3600, Grant: 3600, Interaction: 600 },
   features: { devInteractions: { enabled: true }, rpInitiatedLogout: { enabled: true } },
   pkce: { required: () => true },
