@@ -21,6 +21,9 @@ keepalive = 75
 # No control socket: it starts an asyncio thread in the arbiter on the cold path, and
 # Lambda's read-only home directory has nowhere to put it.
 control_socket_disable = True
+# Room for a header over the app's 8 KB token limit, so an oversized token gets the app's JSON
+# 401 naming the reason rather than the server's HTML 431 (gunicorn's default is 8190 bytes).
+limit_request_field_size = 20000
 accesslog = None
 errorlog = "-"
 loglevel = _settings.log_level

@@ -114,6 +114,14 @@ def test_an_api_key_streams_in_either_header(auth_app):
     assert KEY not in auth_app.log_path.read_text()
 
 
+def test_an_oversized_token_gets_the_apps_json_refusal_through_the_server(auth_app):
+    response = httpx.post(
+        f"{auth_app.url}/chat", json=BODY, headers={"Authorization": "Bearer a." + "x" * 16_000 + ".b"}
+    )
+    assert response.status_code == 401 and response.json()["error"]["code"] == "malformed_token"
+    assert "longer than 8192 bytes" in response.json()["error"]["message"]
+
+
 def test_a_refused_request_never_reaches_bedrock(auth_app, standin):
     label = uuid.uuid4().hex[:12]
     body = {"prompt": f"[standin id={label}]"}
