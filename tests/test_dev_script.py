@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import time
 
 import httpx
+import pytest
 
 from tests.harness import ROOT, free_port, offline_env
 
@@ -26,6 +28,8 @@ def run_dev(*flags: str) -> tuple[subprocess.Popen, str, list[int]]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # Its own process group, as a terminal gives it: Ctrl-C reaches the whole group.
+        start_new_session=True,
     )
     output = ""
     deadline = time.monotonic() + 90
@@ -89,3 +93,14 @@ def test_dev_script_refuses_a_port_in_use():
         )
     assert done.returncode == 1
     assert f"port {port} is in use" in done.stderr
+
+
+def test_ctrl_c_stops_everything_without_an_error():
+    process, _, ports = run_dev("--no-auth")
+    os.killpg(process.pid, signal.SIGINT)
+    rest = process.stdout.read()
+    process.wait(timeout=15)
+    assert "error" not in rest, rest
+    for listening in ports[:2]:
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{listening}/healthz", timeout=1)

@@ -198,3 +198,13 @@ def test_python_client_example_streams_with_signed_requests(app: AppProcess):
     )
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.split()) == 20
+
+
+def test_scripts_invoke_stops_quietly_when_its_reader_closes_the_pipe(app: AppProcess):
+    env = offline_env("http://127.0.0.1:9")
+    command = f"'{ROOT / 'scripts' / 'invoke'}' {app.url} '[standin tokens=400 tps=0]' | head -c 20"
+    done = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert len(done.stdout) == 20
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import httpx
 import pytest
 
@@ -100,6 +102,28 @@ def test_a_chunked_body_over_the_limit_is_413(client):
         yield b'"}'
 
     assert_error(client.post("/chat", content=chunks()), 413, "request_too_large")
+
+
+def test_a_body_of_exactly_the_limit_is_read_chunked_or_not(client):
+    body = b'{"prompt": "' + b"x" * (1024 * 1024 - 14) + b'"}'
+    assert len(body) == 1024 * 1024
+    # The stand-in refuses a prompt this long, so reaching it (a 400 from Bedrock) shows it was read.
+    for content in (body, iter([body[:1000], body[1000:]])):
+        response = client.post("/chat", content=content)
+        assert response.status_code != 413, response.text
+    assert_error(client.post("/chat", content=iter([body, b" "])), 413, "request_too_large")
+
+
+def test_merged_slashes_are_not_redirected_to_a_client_chosen_host(app):
+    # On a raw socket: HTTP clients tidy doubled slashes away before sending them.
+    host, port = app.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(b"GET /static//chat.js HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head = answer.split(b"\r\n\r\n", 1)[0].decode().lower()
+    assert not head.startswith("http/1.1 3") and "location:" not in head and "evil.example" not in head
 
 
 def test_an_allowed_model_other_than_the_default_is_used(standin):

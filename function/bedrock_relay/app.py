@@ -12,10 +12,14 @@ from .settings import from_env
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app; settings come from the environment, and tests override them with a dict."""
     app = Flask(__name__, static_folder=None)
+    # No redirect from `//chat` to `/chat`: werkzeug builds it from the client's Host header.
+    app.url_map.merge_slashes = False
     config = dict(test_config or {})
     client = config.pop("BEDROCK_CLIENT", None)
     settings = from_env().with_overrides(config)
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    # One byte over the limit: a chunked body (no Content-Length) is read up to it, so a body of
+    # exactly the limit is told apart from a longer one (chat_api refuses the longer).
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes + 1
     app.extensions["settings"] = settings
     # One client per process: it holds the connection pool to Bedrock.
     app.extensions["bedrock"] = client or make_client(settings)

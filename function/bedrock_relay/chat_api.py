@@ -45,8 +45,8 @@ def _upstream_error(exc: UpstreamError) -> Response:
 
 def _read_body(settings: Settings) -> bytes:
     data = request.get_data(cache=False)
-    # Without a Content-Length (a chunked body) werkzeug stops at the limit instead of refusing.
-    if request.content_length is None and len(data) >= settings.max_request_bytes:
+    # Without a Content-Length (a chunked body) werkzeug stops at its limit instead of refusing.
+    if len(data) > settings.max_request_bytes:
         abort(413)
     return data
 
