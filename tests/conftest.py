@@ -24,7 +24,10 @@ def standin() -> Iterator[StandInServer]:
 @pytest.fixture(scope="session")
 def app(standin: StandInServer) -> Iterator[AppProcess]:
     """The app as Lambda runs it, with short heartbeats and a single Bedrock attempt."""
-    process = start_app(standin.url, HEARTBEAT_SECONDS="0.5", BEDROCK_MAX_ATTEMPTS="1")
+    # As in Lambda, where LWA's x-amzn-lambda-context header is believed: the deadline tests send it.
+    process = start_app(
+        standin.url, HEARTBEAT_SECONDS="0.5", BEDROCK_MAX_ATTEMPTS="1", AWS_LAMBDA_FUNCTION_NAME="relay-test"
+    )
     yield process
     process.stop()
 

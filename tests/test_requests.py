@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 
 import httpx
@@ -112,6 +113,47 @@ def test_a_body_of_exactly_the_limit_is_read_chunked_or_not(client):
         response = client.post("/chat", content=content)
         assert response.status_code != 413, response.text
     assert_error(client.post("/chat", content=iter([body, b" "])), 413, "request_too_large")
+
+
+def test_input_is_echoed_only_as_a_short_marked_excerpt(app, client):
+    for body, field in (
+        ({"prompt": "a", "modelId": "m" * 1_000_000}, "'modelId'"),
+        ({"prompt": "a", "f" * 1_000_000: 1}, "unknown field"),
+        ({"prompt": "a", "maxTokens": int("9" * 4299)}, "'maxTokens'"),
+    ):
+        response = client.post("/chat", json=body)
+        assert_error(response, 400, "invalid_request", field, "characters)")
+        assert len(response.text) < 500
+        assert len(json.dumps(app.log_for(response.headers["x-request-id"]))) < 1000
+
+
+def test_a_number_too_long_for_python_is_named_in_the_apis_words(client):
+    response = client.post("/chat", content=b'{"prompt": "a", "maxTokens": ' + b"9" * 5000 + b"}")
+    assert_error(response, 400, "invalid_json", "more than 4300 digits")
+    assert "set_int_max_str_digits" not in response.text
+
+
+@pytest.mark.parametrize(
+    "chunks", [b"zz\r\n{}\r\n0\r\n\r\n", b"2\r\n{}XX0\r\n\r\n"], ids=["bad size", "no terminator"]
+)
+def test_a_malformed_chunked_body_is_400_json_and_logged_as_rejected(app, chunks):
+    host, port = app.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(
+            b"POST /chat HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            + chunks
+        )
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), answer[:300]
+    assert json.loads(body)["error"]["code"] == "bad_request"
+    request_id = next(
+        line.split(b": ")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"x-request-id")
+    )
+    record = app.log_for(request_id.decode())
+    assert record["outcome"] == "rejected" and record["status"] == 400
 
 
 def test_merged_slashes_are_not_redirected_to_a_client_chosen_host(app):

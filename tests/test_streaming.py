@@ -162,6 +162,16 @@ def test_the_stream_ends_cleanly_before_the_lambda_deadline(app, standin):
     assert app.log_for(response.headers["x-request-id"])["outcome"] == "deadline"
 
 
+def test_outside_lambda_a_client_sent_lambda_context_is_ignored(standin):
+    outside = start_app(standin.url)
+    try:
+        forged = {"x-amzn-lambda-context": json.dumps({"request_id": "forged-id", "deadline": 1})}
+        response = httpx.post(f"{outside.url}/chat", json={"prompt": "[standin tokens=2]"}, headers=forged)
+        assert response.status_code == 200 and response.headers["x-request-id"] != "forged-id"
+    finally:
+        outside.stop()
+
+
 def test_plain_text_marks_a_deadline_stop(app):
     response = httpx.post(
         f"{app.url}/chat", json={"prompt": "[standin tokens=500 tps=20]"}, headers=lambda_context(6)

@@ -6,6 +6,7 @@ import logging
 import time
 
 from flask import Blueprint, Response, abort, current_app, g, request
+from werkzeug.exceptions import HTTPException
 
 from . import formats, invocation
 from .bedrock import UpstreamError, open_stream
@@ -44,7 +45,14 @@ def _upstream_error(exc: UpstreamError) -> Response:
 
 
 def _read_body(settings: Settings) -> bytes:
-    data = request.get_data(cache=False)
+    try:
+        data = request.get_data(cache=False)
+    except HTTPException:
+        raise
+    except Exception:
+        # The server's own parser refuses a malformed chunked body as it is read: a bad chunk
+        # size, a missing terminator. That is the client's error, not a crash.
+        abort(400, "the request body could not be read: its chunked encoding is malformed")
     # Without a Content-Length (a chunked body) werkzeug stops at its limit instead of refusing.
     if len(data) > settings.max_request_bytes:
         abort(413)

@@ -7,7 +7,7 @@ import re
 import time
 import uuid
 
-from flask import g, request
+from flask import current_app, g, request
 
 from .settings import Settings
 
@@ -26,6 +26,8 @@ def identify() -> None:
 
 def _lambda_context() -> dict:
     """Read the invocation context LWA forwards; empty when running outside Lambda."""
+    if not current_app.extensions["settings"].lambda_function_name:
+        return {}
     try:
         context = json.loads(request.headers.get("x-amzn-lambda-context", "{}"))
     except ValueError:

@@ -122,6 +122,9 @@ class Settings:
     retry_after_seconds: int = setting("RETRY_AFTER_SECONDS", 2, _positive(int))
     cors_allow_origins: tuple[str, ...] = setting("CORS_ALLOW_ORIGINS", (), _names)
     region: str = setting("AWS_REGION", "us-east-1", _text)
+    # Set by Lambda, where LWA is the app's only client: only there is the Lambda context header,
+    # with its request id and deadline, believed. Anywhere else a client could forge it.
+    lambda_function_name: str = setting("AWS_LAMBDA_FUNCTION_NAME", "", _text)
     # Loopback by default: LWA connects there, and nothing else should reach an unauthenticated
     # relay of the owner's credentials. A container sets LISTEN_HOST=0.0.0.0. (Not HOST: some
     # shells export that as the machine's name.)

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 
 from .settings import Settings
 
+# Input echoed in an error message is cut to this: the message must name the problem, not
+# carry a megabyte of the client's own bytes back to it and into the log.
+ECHO_CHARACTERS = 40
 FIELDS = {"prompt", "messages", "system", "modelId", "maxTokens", "temperature", "topP", "stopSequences"}
 MAX_STOP_SEQUENCES = 4
 
@@ -29,6 +32,20 @@ class ChatRequest:
     converse_args: dict
 
 
+def excerpt(value: object) -> str:
+    """Return a value for an error message: its repr, cut short and marked when too long."""
+    text = (
+        repr(value)
+        if isinstance(value, str)
+        else str(value)
+        if isinstance(value, (int, float))
+        else repr(value)
+    )
+    if len(text) <= ECHO_CHARACTERS:
+        return text
+    return f"{text[:ECHO_CHARACTERS]}… ({len(text)} characters)"
+
+
 def parse_body(raw: bytes) -> dict:
     """Decode the body as a JSON object, whatever the Content-Type said."""
     if not raw.strip():
@@ -38,6 +55,9 @@ def parse_body(raw: bytes) -> dict:
     except UnicodeDecodeError:
         raise InvalidRequest("the body is not UTF-8 encoded JSON", "invalid_json") from None
     except ValueError as exc:
+        if "integer string conversion" in str(exc):
+            # Python's own words here name its interpreter settings; say what is wrong with the body.
+            raise InvalidRequest("the body holds a number of more than 4300 digits", "invalid_json") from None
         raise InvalidRequest(f"the body is not valid JSON: {exc}", "invalid_json") from None
     except RecursionError:
         raise InvalidRequest("the body is nested too deeply", "invalid_json") from None
@@ -61,7 +81,7 @@ def _number(body: dict, name: str, low: float, high: float, integer: bool = Fals
     if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
         raise InvalidRequest(f"'{name}' must be {'an integer' if integer else 'a number'}")
     if not (low <= value <= high) or (isinstance(value, float) and math.isnan(value)):
-        raise InvalidRequest(f"'{name}' must be between {low:g} and {high:g}, got {value}")
+        raise InvalidRequest(f"'{name}' must be between {low:g} and {high:g}, got {excerpt(value)}")
     return value
 
 
@@ -96,15 +116,14 @@ def validate(body: dict, settings: Settings) -> ChatRequest:
     """Check every field of a chat request and build the ConverseStream arguments."""
     unknown = sorted(set(body) - FIELDS)
     if unknown:
-        raise InvalidRequest(f"unknown field '{unknown[0]}'; allowed: {', '.join(sorted(FIELDS))}")
+        raise InvalidRequest(f"unknown field {excerpt(unknown[0])}; allowed: {', '.join(sorted(FIELDS))}")
     messages = _messages(body)
     model_id = settings.model_id
     if "modelId" in body:
         model_id = _string(body, "modelId")
         if model_id not in settings.allowed_model_ids:
-            raise InvalidRequest(
-                f"'modelId' {model_id!r} is not allowed; allowed: {', '.join(settings.allowed_model_ids)}"
-            )
+            allowed = ", ".join(settings.allowed_model_ids)
+            raise InvalidRequest(f"'modelId' {excerpt(model_id)} is not allowed; allowed: {allowed}")
     args: dict = {"modelId": model_id, "messages": messages}
     if "system" in body:
         args["system"] = [{"text": _string(body, "system")}]
