@@ -13,7 +13,8 @@ except SettingsError as exc:
 bind = _settings.bind
 # gthread keeps the worker's heartbeat apart from requests, so a 15-minute stream
 # is not killed at `timeout` the way the default sync worker kills it.
-worker_class = "gthread"
+# Its subclass answers the server's own refusals (bad request line, headers too large) in JSON.
+worker_class = "bedrock_relay.server.JsonErrorWorker"
 workers = _settings.web_concurrency
 threads = _settings.web_threads
 # Outlive the idle keep-alive of LWA's connection pool, so no request lands on a closing socket.

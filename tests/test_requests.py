@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 
 import httpx
@@ -195,3 +196,32 @@ def test_the_service_stays_up_after_bad_requests(client):
     client.post("/chat", content=b"\x00" * 10)
     client.post("/chat", json={"prompt": LONG, "maxTokens": -1})
     assert client.post("/chat", json={"prompt": "ok [standin tokens=2]"}).status_code == 200
+
+
+def raw_exchange(app, request: bytes) -> tuple[str, dict]:
+    host, port = app.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head.decode("latin-1"), json.loads(body)
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "code"),
+    [
+        (b"NOT A REQUEST LINE\r\n\r\n", "400", "bad_request"),
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", "414", "uri_too_long"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 30000 + b"\r\n\r\n", "431", "headers_too_large"),
+    ],
+    ids=["bad request line", "long URL", "big header"],
+)
+def test_the_servers_own_refusals_are_json_with_a_request_id_and_a_log_line(app, request_bytes, status, code):
+    head, body = raw_exchange(app, request_bytes)
+    assert head.startswith(f"HTTP/1.1 {status} ") and "content-type: application/json" in head.lower()
+    assert body["error"]["code"] == code and len(body["error"]["message"]) < 200
+    request_id = re.search(r"(?im)^x-request-id: (\S+)$", head).group(1)
+    record = app.log_for(request_id)
+    assert record["outcome"] == "rejected" and record["status"] == int(status)
