@@ -210,7 +210,7 @@ def test_an_unanswered_turn_is_marked_and_the_prompt_refilled_only_if_empty(page
     held[0].fulfill(
         status=429, headers={"Retry-After": "3"}, content_type="application/json", body=json.dumps(error)
     )
-    expect(page.locator(ERROR)).to_contain_text("ThrottlingException (HTTP 429): slow down Retry after 3 s.")
+    expect(page.locator(ERROR)).to_contain_text("ThrottlingException (HTTP 429): slow down. Retry after 3 s.")
     expect(page.locator("#prompt")).to_have_value("typed meanwhile")
     expect(page.locator(".turn.unsent .user")).to_have_text("first try")
     page.unroute("**/chat")

@@ -149,8 +149,10 @@ async function send(text) {
     } else if (error instanceof ChatError) {
       // Statuses under 400 belong to a stream that started and then went wrong.
       const status = error.status >= 400 ? ` (HTTP ${error.status})` : "";
+      // Two sentences, each ended: the service's message may lack its full stop.
+      const message = /[.!?]$/.test(error.message) ? error.message : `${error.message}.`;
       const wait = error.retryAfter ? ` Retry after ${error.retryAfter} s.` : "";
-      showError(view, `${error.code}${status}`, `${error.message}${wait}`);
+      showError(view, `${error.code}${status}`, `${message}${wait}`);
     } else if (error instanceof TypeError && live.events) {
       showError(view, "connection_lost", "the connection was lost partway through the answer", true);
     } else if (error instanceof TypeError) {
