@@ -23,6 +23,18 @@ def assert_error(response, status: int, code: str, *words: str) -> None:
         assert word in error["message"], error["message"]
 
 
+def raw_exchange(app, request: bytes) -> tuple[str, dict]:
+    """Send bytes as they are on a bare socket (clients tidy what these tests need untidy)."""
+    host, port = app.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head.decode("latin-1"), json.loads(body)
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -138,34 +150,22 @@ def test_a_number_too_long_for_python_is_named_in_the_apis_words(client):
     "chunks", [b"zz\r\n{}\r\n0\r\n\r\n", b"2\r\n{}XX0\r\n\r\n"], ids=["bad size", "no terminator"]
 )
 def test_a_malformed_chunked_body_is_400_json_and_logged_as_rejected(app, chunks):
-    host, port = app.url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port))) as sock:
-        sock.sendall(
-            b"POST /chat HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-            + chunks
-        )
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 400"), answer[:300]
-    assert json.loads(body)["error"]["code"] == "bad_request"
-    request_id = next(
-        line.split(b": ")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"x-request-id")
+    head, body = raw_exchange(
+        app,
+        b"POST /chat HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunks,
     )
-    record = app.log_for(request_id.decode())
+    assert head.startswith("HTTP/1.1 400"), head
+    assert body["error"]["code"] == "bad_request"
+    record = app.log_for(re.search(r"(?im)^x-request-id: (\S+)$", head).group(1))
     assert record["outcome"] == "rejected" and record["status"] == 400
 
 
 def test_merged_slashes_are_not_redirected_to_a_client_chosen_host(app):
     # On a raw socket: HTTP clients tidy doubled slashes away before sending them.
-    host, port = app.url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port))) as sock:
-        sock.sendall(b"GET /static//chat.js HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n")
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    head = answer.split(b"\r\n\r\n", 1)[0].decode().lower()
+    head, _ = raw_exchange(
+        app, b"GET /static//chat.js HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n"
+    )
+    head = head.lower()
     assert not head.startswith("http/1.1 3") and "location:" not in head and "evil.example" not in head
 
 
@@ -196,17 +196,6 @@ def test_the_service_stays_up_after_bad_requests(client):
     client.post("/chat", content=b"\x00" * 10)
     client.post("/chat", json={"prompt": LONG, "maxTokens": -1})
     assert client.post("/chat", json={"prompt": "ok [standin tokens=2]"}).status_code == 200
-
-
-def raw_exchange(app, request: bytes) -> tuple[str, dict]:
-    host, port = app.url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port))) as sock:
-        sock.sendall(request)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
-    return head.decode("latin-1"), json.loads(body)
 
 
 @pytest.mark.parametrize(

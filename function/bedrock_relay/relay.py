@@ -95,6 +95,10 @@ class Relay:
         self.heartbeat_seconds = heartbeat_seconds
         self.peer = peer
         self.listeners = tuple(listeners)
+        # Only those that look at events are called per batch: the log line, for one, waits for close.
+        self._event_listeners = tuple(
+            listener for listener in self.listeners if type(listener).on_events is not Listener.on_events
+        )
         self.clock = clock
         self.summary = Summary()
         self._closed = False
@@ -110,14 +114,17 @@ class Relay:
                 self.peer.bound_writes(self.deadline - clock() + WRITE_GRACE_SECONDS)
             head = writer.start()
             if head:
-                yield self._sent(head)
+                self._note_status()
+                yield head
             last_write = last_check = clock()
             while True:
                 now = clock()
                 if now >= self.deadline:
                     self.source.cancel()
                     summary.stop_reason = DEADLINE
-                    yield self._sent(self._finish(DEADLINE))
+                    last = self._finish(DEADLINE)
+                    self._note_status()
+                    yield last
                     return
                 if now - last_check >= PEER_CHECK_SECONDS:
                     # On a timer, not only in silences: a JSON answer or a reasoning phase writes nothing.
@@ -141,7 +148,9 @@ class Relay:
                     chunk += self._finish(ERROR if summary.failure else COMPLETE)
                 if chunk:
                     last_write = clock()
-                    yield self._sent(chunk)
+                    if summary.status is None:
+                        self._note_status()
+                    yield chunk
                 if ended:
                     return
         except GeneratorExit:
@@ -175,21 +184,24 @@ class Relay:
             elif kind is Failure:
                 summary.failure = event
         if events:
-            for listener in self.listeners:
+            for listener in self._event_listeners:
                 try:
                     listener.on_events(events)
                 except Exception:
                     # A broken listener (a store, metrics) must never cut the stream it follows.
                     logger.exception("a stream listener failed; it sees no more of this stream")
-                    self.listeners = tuple(other for other in self.listeners if other is not listener)
+                    self._drop(listener)
         return b"".join(out), ended
 
-    def _sent(self, chunk: bytes) -> bytes:
-        """Note the status the first bytes go out with, and pass them on."""
+    def _drop(self, listener: Listener) -> None:
+        self.listeners = tuple(other for other in self.listeners if other is not listener)
+        self._event_listeners = tuple(other for other in self._event_listeners if other is not listener)
+
+    def _note_status(self) -> None:
+        """Record the status the first bytes go out with (a streamed format's is 200 whatever follows)."""
         summary = self.summary
         if summary.status is None:
             summary.status = self.writer.failure_status if summary.failure else 200
-        return chunk
 
     def _settle(self, outcome: str) -> None:
         self.summary.outcome = outcome

@@ -13,6 +13,7 @@ from gunicorn.workers.gthread import ThreadWorker
 
 from . import logs
 from .formats import error_body
+from .validation import shorten
 
 DETAIL_CHARACTERS = 80
 CODES = {400: "bad_request", 414: "uri_too_long", 431: "headers_too_large"}
@@ -47,9 +48,7 @@ class JsonErrorWorker(ThreadWorker):
         found = _BODY.search(captured.data)
         detail = html.unescape(found.group(1).decode("latin-1")) if found else ""
         # The detail quotes the client's own bytes (a header, a request line): a short excerpt only.
-        if len(detail) > DETAIL_CHARACTERS:
-            detail = f"{detail[:DETAIL_CHARACTERS]}… ({len(detail)} characters)"
-        message = f"{reason}: {detail}" if detail else reason
+        message = f"{reason}: {shorten(detail, DETAIL_CHARACTERS)}" if detail else reason
         code = CODES.get(status, "http_error" if status < 500 else "internal_error")
         request_id = str(uuid.uuid4())
         logs.log_request(

@@ -32,18 +32,14 @@ class ChatRequest:
     converse_args: dict
 
 
+def shorten(text: str, limit: int = ECHO_CHARACTERS) -> str:
+    """Return text cut to `limit` characters, marked with its full length when it was cut."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
 def excerpt(value: object) -> str:
-    """Return a value for an error message: its repr, cut short and marked when too long."""
-    text = (
-        repr(value)
-        if isinstance(value, str)
-        else str(value)
-        if isinstance(value, (int, float))
-        else repr(value)
-    )
-    if len(text) <= ECHO_CHARACTERS:
-        return text
-    return f"{text[:ECHO_CHARACTERS]}… ({len(text)} characters)"
+    """Return a value for an error message: a string quoted, anything else as written, cut short."""
+    return shorten(repr(value) if isinstance(value, str) else str(value))
 
 
 def parse_body(raw: bytes) -> dict:
