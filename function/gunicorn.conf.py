@@ -13,8 +13,9 @@ except SettingsError as exc:
 bind = _settings.bind
 # gthread keeps the worker's heartbeat apart from requests, so a 15-minute stream
 # is not killed at `timeout` the way the default sync worker kills it.
-# Its subclass answers the server's own refusals (bad request line, headers too large) in JSON.
-worker_class = "bedrock_relay.server.JsonErrorWorker"
+# Its subclass reads each request in the event loop before a thread takes it (a slow client holds
+# no thread), answers /healthz there, and answers the server's own refusals in JSON.
+worker_class = "bedrock_relay.server.RelayWorker"
 workers = _settings.web_concurrency
 threads = _settings.web_threads
 # Outlive the idle keep-alive of LWA's connection pool, so no request lands on a closing socket.

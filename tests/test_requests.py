@@ -214,3 +214,9 @@ def test_the_servers_own_refusals_are_json_with_a_request_id_and_a_log_line(app,
     request_id = re.search(r"(?im)^x-request-id: (\S+)$", head).group(1)
     record = app.log_for(request_id)
     assert record["outcome"] == "rejected" and record["status"] == int(status)
+
+
+def test_a_whole_number_written_with_a_fraction_is_an_integer(client):
+    # JSON has one number type; JSON Schema (and the OpenAPI document) counts 364.0 as an integer.
+    response = client.post("/chat", json={"prompt": "hi [standin tokens=3]", "maxTokens": 364.0})
+    assert response.status_code == 200, response.text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, g, jsonify
 
-from . import chat_api, cors, errors, invocation, logs, static
+from . import chat_api, cors, errors, invocation, logs, openapi, static
 from .bedrock import make_client
 from .settings import from_env
 
@@ -35,6 +35,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.add_url_rule("/healthz", view_func=healthz)
     app.register_blueprint(chat_api.bp)
     static.init_app(app, settings)
+    openapi.init_app(app, settings)
     cors.init_app(app, settings)
     return app
 

@@ -10,7 +10,7 @@ from .settings import Settings
 
 REALM = "bedrock-relay"
 # Open whatever the mode: readiness, the page, its files, and what it needs to sign in (static.py).
-PUBLIC_ENDPOINTS = frozenset({"healthz", "index", "static_file", "config"})
+PUBLIC_ENDPOINTS = frozenset({"healthz", "index", "static_file", "config", "openapi"})
 
 
 class AuthError(Exception):

@@ -6,7 +6,7 @@ import logging
 import time
 
 from flask import Blueprint, Response, abort, current_app, g, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 from . import formats, invocation
 from .bedrock import UpstreamError, open_stream
@@ -47,6 +47,12 @@ def _upstream_error(exc: UpstreamError) -> Response:
 def _read_body(settings: Settings) -> bytes:
     try:
         data = request.get_data(cache=False)
+    except ClientDisconnected as exc:
+        if not isinstance(exc.__context__, TimeoutError):
+            raise
+        # Only a body sent after `Expect: 100-continue` is read here rather than before the thread.
+        timeout = settings.request_read_timeout_seconds
+        abort(408, f"the request body did not arrive within {timeout:g} seconds")
     except HTTPException:
         raise
     except Exception:
@@ -75,7 +81,7 @@ def chat() -> Response:
         return error_response(503, "deadline", message)
     writer = formats.WRITERS[media_type](g.request_id, chat_request.model_id)
     log = RequestLog(requestId=g.request_id, **g.log_fields)
-    peer = Peer.of(request.environ.get("gunicorn.socket"))
+    peer = Peer.of(request.environ.get("gunicorn.socket"), settings.client_write_timeout_seconds)
     # Everything that can fail the request happens before the status is sent; the stream opens last.
     upstream = open_stream(
         current_app.extensions["bedrock"], chat_request.converse_args, settings.retry_after_seconds

@@ -12,7 +12,13 @@ from . import logs
 from .events import INTERNAL_ERROR
 from .formats import error_body
 
-HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    413: "request_too_large",
+}
 REJECTED = "rejected"
 
 

@@ -11,6 +11,9 @@ from flask import current_app, g, request
 
 from .settings import Settings
 
+# Where the server puts what it knows of the request's wait for a thread (server.py sets it).
+INTAKE_KEY = "bedrock_relay.intake"
+
 # Lambda request ids are UUIDs; anything else from the header is not echoed into a response header.
 REQUEST_ID = re.compile(r"[A-Za-z0-9-]{1,128}")
 
@@ -22,6 +25,8 @@ def identify() -> None:
     lambda_id = g.context.get("request_id")
     valid = isinstance(lambda_id, str) and REQUEST_ID.fullmatch(lambda_id)
     g.request_id = lambda_id if valid else str(uuid.uuid4())
+    # The server's account of the wait for a thread (queueMs, threadsBusy, ...) joins the log line.
+    g.log_fields = dict(request.environ.get(INTAKE_KEY) or {})
 
 
 def _lambda_context() -> dict:

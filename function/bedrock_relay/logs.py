@@ -24,11 +24,16 @@ def init_logging() -> None:
         logger.propagate = False
 
 
-def log_request(**fields: object) -> None:
-    """Write one request's outcome; callers pass only metadata, never text."""
+def log_event(event: str, **fields: object) -> None:
+    """Write one JSON line; callers pass only metadata, never text."""
     # CloudWatch stamps each line, but locally the lines sit among gunicorn's own: say when.
     time = datetime.now(UTC).isoformat(timespec="milliseconds")
-    logger.info(json.dumps({"time": time, "event": "request", **fields}, separators=(",", ":")))
+    logger.info(json.dumps({"time": time, "event": event, **fields}, separators=(",", ":")))
+
+
+def log_request(**fields: object) -> None:
+    """Write one request's outcome."""
+    log_event("request", **fields)
 
 
 class RequestLog(Listener):

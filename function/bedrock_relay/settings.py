@@ -119,6 +119,10 @@ class Settings:
         "BEDROCK_CONNECT_TIMEOUT_SECONDS", 10.0, _positive(float)
     )
     bedrock_max_attempts: int = setting("BEDROCK_MAX_ATTEMPTS", 3, _positive(int))
+    # The whole request, head and body, must arrive within this; meanwhile it holds no thread.
+    request_read_timeout_seconds: float = setting("REQUEST_READ_TIMEOUT_SECONDS", 30.0, _positive(float))
+    # A client that stops reading for this long is treated as gone, freeing its thread.
+    client_write_timeout_seconds: float = setting("CLIENT_WRITE_TIMEOUT_SECONDS", 60.0, _positive(float))
     retry_after_seconds: int = setting("RETRY_AFTER_SECONDS", 2, _positive(int))
     cors_allow_origins: tuple[str, ...] = setting("CORS_ALLOW_ORIGINS", (), _names)
     region: str = setting("AWS_REGION", "us-east-1", _text)

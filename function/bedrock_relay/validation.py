@@ -73,6 +73,8 @@ def _string(body: dict, name: str) -> str:
 
 def _number(body: dict, name: str, low: float, high: float, integer: bool = False) -> float:
     value = body[name]
+    if integer and isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON has one number type: 364.0 is the integer 364, as JSON Schema says
     # bool is an int in Python, but `true` is not a number in JSON.
     if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
         raise InvalidRequest(f"'{name}' must be {'an integer' if integer else 'a number'}")

@@ -1,0 +1,74 @@
+"""Whether a request read off the socket is whole, so the event loop may hand it to a thread."""
+
+from __future__ import annotations
+
+HEAD_END = b"\r\n\r\n"
+# The whole request head (request line and headers). A bearer token is capped at 8 KB; browsers'
+# heads are a few KB. Held in memory per connection while it arrives, so kept small.
+MAX_HEAD_BYTES = 64 * 1024
+# A chunk-size line longer than this is not one (it may carry extensions, but not kilobytes).
+MAX_SIZE_LINE = 1024
+_WATCHED = (b"content-length", b"transfer-encoding", b"expect")
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
+class HeadTooLarge(Exception):
+    """The request head passed MAX_HEAD_BYTES before it ended."""
+
+
+def whole(buffer: bytes, body_limit: int) -> bool:
+    """Tell whether a thread may take the request now: it is all here, or the app can refuse it as it is."""
+    end = buffer.find(HEAD_END)
+    if end < 0:
+        if len(buffer) > MAX_HEAD_BYTES:
+            raise HeadTooLarge
+        return False
+    if end > MAX_HEAD_BYTES:
+        raise HeadTooLarge
+    fields = _fields(bytes(buffer[:end]))
+    if fields is None:
+        return True  # a repeated framing header: the server's parser refuses it
+    body_start = end + len(HEAD_END)
+    if fields.get(b"expect", b"").lower() == b"100-continue":
+        return True  # the client sends its body only once the server has said 100 Continue
+    if b"chunked" in fields.get(b"transfer-encoding", b"").lower():
+        return _chunked_whole(buffer, body_start, body_limit)
+    length = fields.get(b"content-length", b"0")
+    if not length.isdigit() or len(length) > 18:
+        return True  # the parser refuses it
+    # A body over the limit is refused from its Content-Length alone, unread.
+    return len(buffer) - body_start >= int(length) or int(length) > body_limit
+
+
+def _fields(head: bytes) -> dict[bytes, bytes] | None:
+    """Return the framing headers of a head by lower-case name, or None if one is repeated."""
+    found: dict[bytes, bytes] = {}
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name in _WATCHED:
+            if name in found:
+                return None
+            found[name] = value.strip()
+    return found
+
+
+def _chunked_whole(buffer: bytes, start: int, body_limit: int) -> bool:
+    """Tell whether a chunked body has ended, is malformed, or is already past the limit."""
+    position = start
+    while True:
+        if position - start > body_limit:
+            return True  # the app reads to one byte over its limit and refuses the body
+        line_end = buffer.find(b"\r\n", position)
+        if line_end < 0:
+            return len(buffer) - position > MAX_SIZE_LINE
+        size = buffer[position:line_end].split(b";")[0].strip()
+        if not size or len(size) > 16 or not set(size) <= _HEX:
+            return True  # malformed: the app answers 400 at once
+        after = line_end + 2
+        if int(size, 16) == 0:
+            # The last chunk, then trailer lines, ended by an empty line.
+            return buffer.startswith(b"\r\n", after) or buffer.find(HEAD_END, line_end) >= 0
+        position = after + int(size, 16) + 2
+        if position > len(buffer):
+            return len(buffer) - start > body_limit

@@ -1,0 +1,39 @@
+"""GET /openapi.json: the API's OpenAPI document, with this deployment's models, limits and sign-in."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+from flask import Flask, Response
+
+from .settings import Settings
+
+DOCUMENT = Path(__file__).with_name("openapi.json")
+SECURITY = {"jwt": "bearer", "api_key": "apiKey"}
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    """Serve the document; it is read and filled in on the first request, not at start."""
+    app.add_url_rule("/openapi.json", "openapi", lambda: _response(settings))
+
+
+def document(settings: Settings) -> dict:
+    """Return the document as this service runs: its allowed models, token limit and credentials."""
+    doc = json.loads(DOCUMENT.read_text())
+    fields = doc["components"]["schemas"]["ChatRequest"]["properties"]
+    fields["modelId"]["enum"] = list(settings.allowed_model_ids)
+    fields["maxTokens"]["maximum"] = settings.max_tokens_limit
+    # Either credential opens every route that is not public (those say `security: []`).
+    doc["security"] = [{SECURITY[mode]: []} for mode in settings.auth_modes]
+    return doc
+
+
+@cache
+def _body(settings: Settings) -> bytes:
+    return json.dumps(document(settings), separators=(",", ":")).encode()
+
+
+def _response(settings: Settings) -> Response:
+    return Response(_body(settings), content_type="application/json")
