@@ -121,6 +121,8 @@ class RelayWorker(ThreadWorker):
         self._gather(_Conn(self.cfg, sock, address, listener.getsockname()), b"")
 
     def on_client_socket_readable(self, conn: TConn, client: socket.socket) -> None:
+        if not isinstance(conn, _Conn):
+            return super().on_client_socket_readable(conn, client)
         # A kept-alive connection's next request: its time runs from its first byte.
         self.poller.unregister(client)
         self.keepalived_conns.remove(conn)
