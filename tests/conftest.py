@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import httpx
 import pytest
 
 from standin.scenarios import Scenario
 from standin.server import Record, StandInServer
-from tests.harness import AppProcess, start_app
+from tests.harness import AppProcess, free_port, start_app, stop_process
 
 
 @pytest.fixture(scope="session")
@@ -71,3 +75,39 @@ def wait_for_record(standin: StandInServer, tag: str, outcome: str, timeout: flo
         time.sleep(0.02)
     seen = [(r.scenario["id"], r.outcome) for r in standin.records if r.scenario["id"] == tag]
     raise AssertionError(f"stand-in request {tag!r} never reached {outcome!r}; saw {seen}")
+
+
+@dataclass
+class LocalStore:
+    """The local DynamoDB, in a process of its own, and its table."""
+
+    url: str
+    table: str
+    process: subprocess.Popen
+
+
+@pytest.fixture(scope="session")
+def dynamodb() -> Iterator[LocalStore]:
+    """moto's DynamoDB server on loopback, with the streams table made from template.yaml.
+
+    A process of its own, as in ./scripts/dev: moto in this process (the Cognito tests) resets
+    its own state, which would take the table with it.
+    """
+    port = free_port()
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "standin.dynamodb", "--port", str(port), "--table", "relay-streams"],
+            stderr=log,
+        )
+        end = time.monotonic() + 30
+        # Its first line is written once the table exists.
+        while not (log.seek(0) or log.read()).startswith("Local DynamoDB on"):
+            assert process.poll() is None and time.monotonic() < end, log.read()
+            time.sleep(0.05)
+        yield LocalStore(f"http://127.0.0.1:{port}", "relay-streams", process)
+        stop_process(process)
+
+
+def store_env(dynamodb) -> dict[str, str]:
+    """The settings that point an app at the local store, through the SDK's own endpoint variable."""
+    return {"AWS_ENDPOINT_URL_DYNAMODB": dynamodb.url, "STREAMS_TABLE": dynamodb.table}

@@ -18,8 +18,14 @@ from tests.harness import ROOT, free_port, offline_env
 
 def run_dev(*flags: str) -> tuple[subprocess.Popen, str, list[int]]:
     """Start ./scripts/dev on free ports and return it with what it printed up to "Stop with Ctrl-C"."""
-    ports = [free_port(), free_port(), free_port()]
-    env = offline_env("unused", PORT=str(ports[0]), STANDIN_PORT=str(ports[1]), OIDC_PORT=str(ports[2]))
+    ports = [free_port(), free_port(), free_port(), free_port()]
+    env = offline_env(
+        "unused",
+        PORT=str(ports[0]),
+        STANDIN_PORT=str(ports[1]),
+        OIDC_PORT=str(ports[2]),
+        DYNAMODB_PORT=str(ports[3]),
+    )
     del env["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"]  # the script must point boto3 at its stand-in itself
     process = subprocess.Popen(
         [str(ROOT / "scripts" / "dev"), *flags],
@@ -70,6 +76,10 @@ def test_dev_script_serves_the_printed_curl_command_with_sign_in_on():
         config = httpx.get(f"http://127.0.0.1:{ports[0]}/config").json()["auth"]
         assert config["issuer"] == f"http://127.0.0.1:{ports[2]}"
         assert httpx.get(config["issuer"] + "/.well-known/openid-configuration").status_code == 200
+        # The local store is on: the answer can be read again by its stream id.
+        stream_id = response.headers["x-stream-id"]
+        replay = httpx.get(f"{url}/{stream_id}", headers={"X-Api-Key": key}, timeout=30)
+        assert replay.status_code == 200 and replay.text == response.text
     finally:
         stop_dev(process, ports)
 
@@ -80,6 +90,16 @@ def test_dev_script_without_auth_serves_the_plain_curl_command():
         args = printed_curl(output)
         response = httpx.post(args[2], content=args[-1], timeout=30)
         assert response.status_code == 200 and len(response.text.split()) > 10
+    finally:
+        stop_dev(process, [ports[0], ports[1], ports[3]])
+
+
+def test_dev_script_without_the_store_streams_as_before():
+    process, output, ports = run_dev("--no-auth", "--no-store")
+    try:
+        args = printed_curl(output)
+        response = httpx.post(args[2], content=args[-1], timeout=30)
+        assert response.status_code == 200 and "x-stream-id" not in response.headers
     finally:
         stop_dev(process, ports[:2])
 
@@ -101,6 +121,6 @@ def test_ctrl_c_stops_everything_without_an_error():
     rest = process.stdout.read()
     process.wait(timeout=15)
     assert "error" not in rest, rest
-    for listening in ports[:2]:
+    for listening in [ports[0], ports[1], ports[3]]:
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{listening}/healthz", timeout=1)

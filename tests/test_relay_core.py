@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from bedrock_relay.events import Failure, Reasoning, Stop, Summary, Text, Usage
+from bedrock_relay.events import Ended, Failure, Interrupt, Reasoning, Stop, Summary, Text, Usage
 from bedrock_relay.formats import JsonWriter, SseWriter, TextWriter
 from bedrock_relay.pump import END, Pump
 from bedrock_relay.relay import PEER_CHECK_SECONDS, Listener, Relay
@@ -344,3 +344,77 @@ def test_with_the_real_pump_a_reader_crash_ends_the_stream_with_an_error_event()
     assert stream.summary.outcome == "error"
     # The reader ended by itself: nothing is left to close.
     assert upstream.closes == 0
+
+
+def test_an_interrupt_ends_the_stream_as_cancelled_and_drops_what_came_after():
+    clock = Clock()
+    source = ScriptedSource(clock, tokens("a"), [Text(2, "b"), Interrupt("cancelled"), Text(3, "c"), END])
+    recorder = Recorder()
+    stream = relay(source, listeners=[recorder])
+    chunks = list(stream.body())
+    stream.close()
+    assert sse_events(chunks) == ["start", "token", "token", "end"]
+    assert last_data(chunks)["stopReason"] == "cancelled"
+    assert [event.seq for event in recorder.events] == [1, 2]
+    assert recorder.closed[0].outcome == "cancelled" and source.cancels >= 1
+
+
+def test_a_replayed_end_is_the_original_end():
+    clock = Clock()
+    original = Ended("max_tokens", Usage(9, 8, 17), 120, 4567, None)
+    source = ScriptedSource(clock, Pause(3), [*tokens("a", "b"), original, END])
+    chunks = list(relay(source).body())
+    assert last_data(chunks) == {
+        "stopReason": "max_tokens",
+        "usage": {"inputTokens": 9, "outputTokens": 8, "totalTokens": 17},
+        "metrics": {"ttftMs": 120, "durationMs": 4567},
+    }
+
+
+class EndFirst(Listener):
+    """Notes when it saw the end, against what the client had been sent by then."""
+
+    def __init__(self, sent: list) -> None:
+        self.sent = sent
+        self.seen_with: list | None = None
+
+    def on_end(self, summary: Summary) -> None:
+        self.seen_with = list(self.sent) if summary.outcome else None
+
+
+def test_a_listener_sees_the_end_before_the_client_is_sent_it():
+    clock = Clock()
+    sent: list = []
+    listener = EndFirst(sent)
+    source = ScriptedSource(clock, tokens("a"), DONE)
+    for chunk in relay(source, listeners=[listener]).body():
+        sent.append(chunk)
+    assert listener.seen_with is not None and len(listener.seen_with) == len(sent) - 1
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_a_client_that_leaves_stops_the_answer_unless_a_store_keeps_it(detach):
+    clock = Clock()
+    source = ScriptedSource(clock, tokens("a"), Pause(2), tokens("b", start=2), Pause(2), DONE)
+    recorder = Recorder()
+    stream = Relay(
+        source,
+        SseWriter("req-1", "model-1"),
+        started=0.0,
+        deadline=900.0,
+        heartbeat_seconds=15.0,
+        peer=Peer(clock, leaves_at=1.0),
+        listeners=[recorder],
+        detach=detach,
+        clock=clock,
+    )
+    list(stream.body())
+    stream.close()
+    summary = recorder.closed[0]
+    assert summary.client_gone
+    if detach:
+        # Finished unseen: every event reached the store's listener, and the answer ended normally.
+        assert [event.seq for event in recorder.events if isinstance(event, Text)] == [1, 2]
+        assert summary.outcome == "complete" and summary.stop_reason == "end_turn"
+    else:
+        assert summary.outcome == "client_disconnected" and source.cancels >= 1

@@ -16,6 +16,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.url_map.merge_slashes = False
     config = dict(test_config or {})
     client = config.pop("BEDROCK_CLIENT", None)
+    dynamodb = config.pop("DYNAMODB_CLIENT", None)
     settings = from_env().with_overrides(config)
     # One byte over the limit: a chunked body (no Content-Length) is read up to it, so a body of
     # exactly the limit is told apart from a longer one (chat_api refuses the longer).
@@ -34,6 +35,14 @@ def create_app(test_config: dict | None = None) -> Flask:
         auth.init_app(app, settings)
     app.add_url_rule("/healthz", view_func=healthz)
     app.register_blueprint(chat_api.bp)
+    if settings.streams_table:
+        # Imported only with the store on: without it, streams cost nothing extra.
+        from . import store, streams_api
+
+        ttl = settings.stream_ttl_hours * 3600
+        dynamodb = dynamodb or store.make_client(settings)  # one per process, like Bedrock's
+        app.extensions["store"] = store.Store(dynamodb, settings.streams_table, ttl)
+        app.register_blueprint(streams_api.bp)
     static.init_app(app, settings)
     openapi.init_app(app, settings)
     cors.init_app(app, settings)

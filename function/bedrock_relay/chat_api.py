@@ -11,11 +11,11 @@ from werkzeug.exceptions import ClientDisconnected, HTTPException
 from . import formats, invocation
 from .bedrock import UpstreamError, open_stream
 from .errors import error_response, log_rejected
-from .events import INTERNAL_ERROR
+from .events import CANCELLED, INTERNAL_ERROR, Interrupt
 from .logs import RequestLog
 from .peer import Peer
 from .pump import Pump
-from .relay import Relay
+from .relay import Listener, Relay
 from .settings import Settings
 from .validation import InvalidRequest, parse_body, validate
 
@@ -65,11 +65,16 @@ def _read_body(settings: Settings) -> bytes:
     return data
 
 
+def negotiate() -> str:
+    """Return the format the client's Accept header asks for; plain text when it names none."""
+    return request.accept_mimetypes.best_match(formats.MEDIA_TYPES, default=formats.TEXT)
+
+
 @bp.post("/chat")
 def chat() -> Response:
     """Validate the request, open the Bedrock stream, then relay it in the negotiated format."""
     settings: Settings = current_app.extensions["settings"]
-    media_type = request.accept_mimetypes.best_match(formats.MEDIA_TYPES, default=formats.TEXT)
+    media_type = negotiate()
     # Taken before the Bedrock call, so a slow start eats into the stream, not past the deadline.
     deadline = invocation.deadline(settings)
     g.log_fields = {**g.get("log_fields", {}), "format": media_type}
@@ -79,26 +84,52 @@ def chat() -> Response:
         message = "too little time is left before the Lambda deadline"
         log_rejected(503, "deadline", message)
         return error_response(503, "deadline", message)
-    writer = formats.WRITERS[media_type](g.request_id, chat_request.model_id)
+    store = current_app.extensions.get("store")
+    # With the store on, the stream is kept under the request's id, to be resumed or cancelled.
+    stream_id = g.request_id if store is not None else None
+    writer = formats.WRITERS[media_type](g.request_id, chat_request.model_id, stream_id)
     log = RequestLog(requestId=g.request_id, **g.log_fields)
     peer = Peer.of(request.environ.get("gunicorn.socket"), settings.client_write_timeout_seconds)
     # Everything that can fail the request happens before the status is sent; the stream opens last.
     upstream = open_stream(
         current_app.extensions["bedrock"], chat_request.converse_args, settings.retry_after_seconds
     )
+    pump = Pump(upstream)
+    listeners: list[Listener] = [log]
+    if store is not None:
+        from .recorder import Recorder
+        from .streams_api import owner
+
+        opening = {
+            "owner": owner(),
+            "model_id": chat_request.model_id,
+            "live_until": time.time() + (deadline - time.monotonic()),
+        }
+        interval = settings.persist_interval_ms / 1000
+        recorder = Recorder(store, stream_id, opening, interval, lambda: pump.interrupt(Interrupt(CANCELLED)))
+        recorder.start()
+        listeners.append(recorder)
     relay = Relay(
-        Pump(upstream),
+        pump,
         writer,
         started=g.started,
         deadline=deadline,
         heartbeat_seconds=settings.heartbeat_seconds,
         peer=peer,
-        listeners=[log],
+        listeners=listeners,
+        detach=store is not None,
     )
+    return respond(relay, media_type, {"X-Stream-Id": stream_id} if stream_id else {})
+
+
+def respond(relay: Relay, media_type: str, headers: dict[str, str]) -> Response:
+    """Answer with the relay's stream, or for JSON with its whole answer; the relay is closed after."""
     try:
         if media_type == formats.JSON:
-            return _answer_at_once(relay)
-        response = Response(relay.body(), headers=STREAM_HEADERS, content_type=writer.content_type)
+            return _answer_at_once(relay, headers)
+        response = Response(
+            relay.body(), headers={**STREAM_HEADERS, **headers}, content_type=relay.writer.content_type
+        )
         # Runs after the server has written the last chunk, or if it never takes the body at all.
         response.call_on_close(relay.close)
         return response
@@ -107,7 +138,7 @@ def chat() -> Response:
         raise
 
 
-def _answer_at_once(relay: Relay) -> Response:
+def _answer_at_once(relay: Relay, headers: dict[str, str]) -> Response:
     """Run the stream to its end and answer once, with a real status if it failed."""
     try:
         body = relay.run()
@@ -117,7 +148,7 @@ def _answer_at_once(relay: Relay) -> Response:
         relay.close()
         return error_response(500, INTERNAL_ERROR, f"the relay failed; see request id {g.request_id}")
     status = relay.summary.status or 200  # None only if the client left: nobody reads this answer
-    headers = STREAM_HEADERS if status == 200 else None
+    headers = {**STREAM_HEADERS, **headers} if status == 200 else headers
     response = Response(body, status=status, headers=headers, content_type=relay.writer.content_type)
     response.call_on_close(relay.close)
     return response

@@ -9,7 +9,7 @@ from .settings import Settings
 ALLOW_METHODS = "POST, OPTIONS"
 ALLOW_HEADERS = "Content-Type, Accept, Authorization, X-Api-Key"
 # Browsers hide response headers from cross-origin scripts unless listed here.
-EXPOSE_HEADERS = "X-Request-Id, WWW-Authenticate"
+EXPOSE_HEADERS = "X-Request-Id, X-Stream-Id, WWW-Authenticate"
 MAX_AGE_SECONDS = "600"
 
 

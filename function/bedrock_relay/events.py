@@ -49,8 +49,24 @@ class Failure(NamedTuple):
     retryable: bool
 
 
+class Interrupt(NamedTuple):
+    """Stop now, for this reason (a cancel from another process): the stream ends with it."""
+
+    reason: str
+
+
+class Ended(NamedTuple):
+    """A stored stream's end, replayed: the reader ends exactly as the original did."""
+
+    stop_reason: str | None
+    usage: Usage | None
+    ttft_ms: int | None
+    duration_ms: int | None
+    failure: Failure | None
+
+
 Delta = Text | Reasoning
-Event = Text | Reasoning | Stop | Usage | Failure
+Event = Text | Reasoning | Stop | Usage | Failure | Interrupt | Ended
 
 
 class Upstream(Protocol):
@@ -68,6 +84,7 @@ ERROR = "error"
 DEADLINE = "deadline"
 CLIENT_DISCONNECTED = "client_disconnected"
 INTERNAL_ERROR = "internal_error"
+CANCELLED = "cancelled"  # also the stopReason of a cancelled stream
 
 
 @dataclass(slots=True)
@@ -82,6 +99,7 @@ class Summary:
     failure: Failure | None = None
     deltas: int = 0  # text and reasoning deltas relayed: what was generated, even if cut
     status: int | None = None  # the HTTP status the client got; None if it never got one
+    client_gone: bool = False  # the client left, and the stream was finished for the store
 
     def usage_dict(self) -> dict[str, int] | None:
         """Return token counts in the API's camelCase shape; None if the upstream never sent them."""

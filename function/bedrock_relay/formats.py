@@ -47,9 +47,17 @@ class NativeWriter:
     # A streamed format's status goes out with its first bytes: a later failure is in-band.
     failure_status = 200
 
-    def __init__(self, request_id: str, model_id: str) -> None:
+    def __init__(self, request_id: str, model_id: str, stream_id: str | None = None) -> None:
         self.request_id = request_id
         self.model_id = model_id
+        self.stream_id = stream_id
+
+    def start_data(self) -> dict:
+        """Return the `start` event's data: the stream's id too when it can be resumed or cancelled."""
+        data = {"requestId": self.request_id, "modelId": self.model_id}
+        if self.stream_id:
+            data["streamId"] = self.stream_id
+        return data
 
 
 class TextWriter(NativeWriter):
@@ -88,7 +96,7 @@ class SseWriter(NativeWriter):
     ping = b": ping\n\n"
 
     def start(self) -> bytes:
-        return self._event("start", {"requestId": self.request_id, "modelId": self.model_id})
+        return self._event("start", self.start_data())
 
     def delta(self, event: Delta) -> bytes:
         text = _dumps(event.text)
@@ -111,7 +119,7 @@ class NdjsonWriter(NativeWriter):
     ping = b'{"type":"ping"}\n'
 
     def start(self) -> bytes:
-        return self._line({"type": "start", "requestId": self.request_id, "modelId": self.model_id})
+        return self._line({"type": "start", **self.start_data()})
 
     def delta(self, event: Delta) -> bytes:
         line = f'{{"type":"{event.kind}","id":{event.seq},"text":{_dumps(event.text)}}}\n'
@@ -134,8 +142,8 @@ class JsonWriter(NativeWriter):
     ping = None
     failure_status = 502
 
-    def __init__(self, request_id: str, model_id: str) -> None:
-        super().__init__(request_id, model_id)
+    def __init__(self, request_id: str, model_id: str, stream_id: str | None = None) -> None:
+        super().__init__(request_id, model_id, stream_id)
         self._parts: dict[str, list[str]] = {Text.kind: [], Reasoning.kind: []}
 
     def start(self) -> bytes:

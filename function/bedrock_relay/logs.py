@@ -54,6 +54,8 @@ class RequestLog(Listener):
             **(summary.usage_dict() or NO_USAGE),
             # Counted by the relay, so a cut stream still shows how much was generated (usage is then null).
             deltas=summary.deltas,
+            # With the store on, a client that left does not stop the answer: it is finished unseen.
+            clientGone=summary.client_gone,
             errorCode=failure.code if failure else None,
             errorMessage=failure.message if failure else None,
         )

@@ -27,6 +27,10 @@ def document(settings: Settings) -> dict:
     fields["maxTokens"]["maximum"] = settings.max_tokens_limit
     # Either credential opens every route that is not public (those say `security: []`).
     doc["security"] = [{SECURITY[mode]: []} for mode in settings.auth_modes]
+    # Routes of the stream store exist only with the store on.
+    for path, item in list(doc["paths"].items()):
+        if item.pop("x-requires-store", False) and not settings.streams_table:
+            del doc["paths"][path]
     return doc
 
 

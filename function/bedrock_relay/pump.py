@@ -106,6 +106,11 @@ class Pump:
                 self._room.notify()
         return batch
 
+    def interrupt(self, event: object) -> None:
+        """Hand the response one last event from another thread (a cancel), then the end; thread-safe."""
+        self._queue.put(event)
+        self._queue.put(END)
+
     def cancel(self) -> None:
         """Stop reading and close the upstream, so no more tokens are generated; idempotent."""
         with self._room:

@@ -8,14 +8,17 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from .events import (
+    CANCELLED,
     CLIENT_DISCONNECTED,
     COMPLETE,
     DEADLINE,
     ERROR,
     INTERNAL_ERROR,
     Delta,
+    Ended,
     Event,
     Failure,
+    Interrupt,
     Reasoning,
     Stop,
     Summary,
@@ -69,6 +72,9 @@ class Listener:
     def on_events(self, events: list[Event]) -> None:
         """See each batch as it passes, on the response thread: keep it quick, never block."""
 
+    def on_end(self, summary: Summary) -> None:
+        """See the outcome just before the client is sent the end: only what must come first (a store)."""
+
     def on_close(self, summary: Summary) -> None:
         """See the outcome once the response has ended: slow work belongs here."""
 
@@ -86,6 +92,7 @@ class Relay:
         heartbeat_seconds: float,
         peer: Peer | None = None,
         listeners: Sequence[Listener] = (),
+        detach: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.source = source
@@ -95,9 +102,14 @@ class Relay:
         self.heartbeat_seconds = heartbeat_seconds
         self.peer = peer
         self.listeners = tuple(listeners)
+        # With a store, a client that leaves does not stop the answer: it is finished for a resume.
+        self.detach = detach
         # Only those that look at events are called per batch: the log line, for one, waits for close.
         self._event_listeners = tuple(
             listener for listener in self.listeners if type(listener).on_events is not Listener.on_events
+        )
+        self._end_listeners = tuple(
+            listener for listener in self.listeners if type(listener).on_end is not Listener.on_end
         )
         self.clock = clock
         self.summary = Summary()
@@ -131,7 +143,7 @@ class Relay:
                     last_check = now
                     if self.peer is not None:
                         if self.peer.gone():
-                            self._settle(CLIENT_DISCONNECTED)
+                            self._client_left()
                             return
                         self.peer.bound_writes(self.deadline - now + WRITE_GRACE_SECONDS)
                 wait = min(self.deadline - now, last_check + PEER_CHECK_SECONDS - now)
@@ -145,7 +157,7 @@ class Relay:
                     continue
                 chunk, ended = self._apply(batch)
                 if ended:
-                    chunk += self._finish(ERROR if summary.failure else COMPLETE)
+                    chunk += self._finish(self._outcome())
                 if chunk:
                     last_write = clock()
                     if summary.status is None:
@@ -155,7 +167,7 @@ class Relay:
                     return
         except GeneratorExit:
             # The server stopped taking the body: its write to the client failed.
-            summary.outcome = CLIENT_DISCONNECTED
+            self._client_left()
             raise
         except Exception as exc:
             summary.outcome = INTERNAL_ERROR
@@ -170,7 +182,7 @@ class Relay:
         ended = batch[-1] is END
         events = batch[:-1] if ended else batch
         out = []
-        for event in events:
+        for index, event in enumerate(events):
             kind = type(event)
             if kind is Text or kind is Reasoning:
                 if summary.ttft_ms is None and kind is Text:
@@ -183,6 +195,15 @@ class Relay:
                 summary.usage = event
             elif kind is Failure:
                 summary.failure = event
+            elif kind is Interrupt:
+                # Whatever the reader queued after it is never sent: the stream ends here.
+                self.source.cancel()
+                summary.stop_reason = event.reason
+                events, ended = events[:index], True
+                break
+            elif kind is Ended:
+                (summary.stop_reason, summary.usage, summary.ttft_ms, summary.duration_ms) = event[:4]
+                summary.failure = event.failure
         if events:
             for listener in self._event_listeners:
                 try:
@@ -196,6 +217,7 @@ class Relay:
     def _drop(self, listener: Listener) -> None:
         self.listeners = tuple(other for other in self.listeners if other is not listener)
         self._event_listeners = tuple(other for other in self._event_listeners if other is not listener)
+        self._end_listeners = tuple(other for other in self._end_listeners if other is not listener)
 
     def _note_status(self) -> None:
         """Record the status the first bytes go out with (a streamed format's is 200 whatever follows)."""
@@ -205,12 +227,43 @@ class Relay:
 
     def _settle(self, outcome: str) -> None:
         self.summary.outcome = outcome
-        self.summary.duration_ms = self._ms_since_start()
+        if self.summary.duration_ms is None:  # a replayed end brings the original's
+            self.summary.duration_ms = self._ms_since_start()
+
+    def _outcome(self) -> str:
+        summary = self.summary
+        if summary.stop_reason == CANCELLED:
+            return CANCELLED
+        return ERROR if summary.failure else COMPLETE
 
     def _finish(self, outcome: str) -> bytes:
-        """Settle the outcome and return the writer's last bytes."""
+        """Settle the outcome, let the listeners that must see the end first see it, and return the end."""
         self._settle(outcome)
+        for listener in self._end_listeners:
+            try:
+                listener.on_end(self.summary)
+            except Exception:
+                logger.exception("a stream listener failed at the end")
         return self.writer.end(self.summary)
+
+    def _client_left(self) -> None:
+        """The client is gone: stop, or with a store, finish the answer unseen so a resume can have it."""
+        summary = self.summary
+        summary.client_gone = True
+        if not self.detach:
+            self._settle(CLIENT_DISCONNECTED)
+            return
+        while True:
+            now = self.clock()
+            if now >= self.deadline:
+                self.source.cancel()
+                summary.stop_reason = DEADLINE
+                self._finish(DEADLINE)
+                return
+            batch = self.source.get(min(self.deadline - now, PEER_CHECK_SECONDS))
+            if batch is not None and self._apply(batch)[1]:
+                self._finish(self._outcome())
+                return
 
     def _ms_since_start(self) -> int:
         return round((self.clock() - self.started) * 1000)

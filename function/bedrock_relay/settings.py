@@ -147,6 +147,10 @@ class Settings:
     jwt_required_scope: str = setting("JWT_REQUIRED_SCOPE", "", _text)
     jwt_leeway_seconds: float = setting("JWT_LEEWAY_SECONDS", 30.0, _leeway)
     api_key_hashes: tuple[tuple[str, str], ...] = setting("API_KEY_HASHES", (), _key_hashes, secret=True)
+    # The DynamoDB table of streams and conversations; unset, the store is off and costs nothing.
+    streams_table: str = setting("STREAMS_TABLE", "", _text)
+    persist_interval_ms: int = setting("PERSIST_INTERVAL_MS", 250, _positive(int))
+    stream_ttl_hours: float = setting("STREAM_TTL_HOURS", 24.0, _positive(float))
 
     def __post_init__(self) -> None:
         if not self.allowed_model_ids:

@@ -1,0 +1,226 @@
+"""The stream store: streams' events and their cancel flag, kept in DynamoDB for any process to read."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import botocore.session
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .events import Delta, Reasoning, Summary, Text
+from .settings import Settings
+
+# Items stay well under DynamoDB's 400 KB limit, names and values together.
+MAX_ITEM_BYTES = 350_000
+META, END = "m", "e"
+LIVE, ENDED = "live", "ended"
+_SEQ_DIGITS = 10
+
+
+class StoreError(Exception):
+    """DynamoDB could not be reached, or refused the request."""
+
+
+def make_client(settings: Settings) -> Any:
+    """Build the DynamoDB client; its endpoint comes from AWS_ENDPOINT_URL_DYNAMODB, as the SDK reads it."""
+    config = Config(
+        region_name=settings.region,
+        # Short: a slow store must cost a stream a retry, never a long wait.
+        connect_timeout=2,
+        read_timeout=3,
+        retries={"mode": "standard", "total_max_attempts": 2},
+        # Every stream thread may write at once.
+        max_pool_connections=settings.web_threads + 4,
+    )
+    return botocore.session.get_session().create_client("dynamodb", config=config)
+
+
+def stream_key(stream_id: str, sort: str) -> dict:
+    return {"pk": {"S": f"s#{stream_id}"}, "sk": {"S": sort}}
+
+
+def batch_sort_key(last_seq: int) -> str:
+    """A batch is keyed by its last delta's number, so `sk >= b#N` finds every batch holding N or later."""
+    return f"b#{last_seq:0{_SEQ_DIGITS}d}"
+
+
+def encode(event: Delta) -> list:
+    """Return a delta as a short JSON-able list."""
+    return ["t" if type(event) is Text else "r", event.seq, event.text]
+
+
+def decode(item: list) -> Delta:
+    """Return the delta a stored list stands for."""
+    tag, seq, text = item
+    return (Text if tag == "t" else Reasoning)(seq, text)
+
+
+def end_record(summary: Summary, last_seq: int) -> dict:
+    """Return what a reader needs to end its copy of the stream exactly as the original ended."""
+    return {
+        "stopReason": summary.stop_reason,
+        "usage": list(summary.usage) if summary.usage else None,
+        "ttftMs": summary.ttft_ms,
+        "durationMs": summary.duration_ms,
+        "failure": list(summary.failure) if summary.failure else None,
+        "outcome": summary.outcome,
+        "lastSeq": last_seq,
+    }
+
+
+def chunks(deltas: list[Delta]) -> Iterable[tuple[int, int, str]]:
+    """Split a flush of deltas into items under the size limit: (first seq, last seq, JSON) each."""
+    part: list[list] = []
+    size = 0
+    for delta in deltas:
+        encoded = encode(delta)
+        # Counted as UTF-8 with JSON's escapes at worst (6 bytes a character), plus the framing.
+        length = 6 * len(delta.text) + 24
+        if part and size + length > MAX_ITEM_BYTES:
+            yield part[0][1], part[-1][1], json.dumps(part, ensure_ascii=False, separators=(",", ":"))
+            part, size = [], 0
+        part.append(encoded)
+        size += length
+    if part:
+        yield part[0][1], part[-1][1], json.dumps(part, ensure_ascii=False, separators=(",", ":"))
+
+
+class Store:
+    """One table of streams: each has a meta item, batches of events, and an end item."""
+
+    def __init__(self, client: Any, table: str, ttl_seconds: float, clock: Callable[[], float] = time.time):
+        self.client = client
+        self.table = table
+        self.ttl_seconds = ttl_seconds
+        self.clock = clock
+
+    def _call(self, operation: str, **kwargs: Any) -> dict:
+        try:
+            return getattr(self.client, operation)(TableName=self.table, **kwargs)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                raise
+            raise StoreError(f"DynamoDB {operation}: {exc.response.get('Error', {}).get('Code')}") from exc
+        except BotoCoreError as exc:
+            raise StoreError(f"DynamoDB {operation}: {exc}") from exc
+
+    def _expiry(self) -> dict:
+        return {"N": str(int(self.clock() + self.ttl_seconds))}
+
+    def open_stream(self, stream_id: str, owner: str, model_id: str, live_until: float) -> None:
+        """Record a new stream: whose it is, its model, and until when its generator may still write."""
+        item = {
+            **stream_key(stream_id, META),
+            "owner": {"S": owner},
+            "modelId": {"S": model_id},
+            "state": {"S": LIVE},
+            "liveUntil": {"N": str(int(live_until) + 1)},
+            "expiresAt": self._expiry(),
+        }
+        # A conditional failure means it is written already, by an attempt whose answer was lost.
+        with contextlib.suppress(ClientError):
+            self._call("put_item", Item=item, ConditionExpression="attribute_not_exists(pk)")
+
+    def append(self, stream_id: str, deltas: list[Delta]) -> None:
+        """Store a flush of deltas, in as many items as their size needs."""
+        for first, last, payload in chunks(deltas):
+            item = {
+                **stream_key(stream_id, batch_sort_key(last)),
+                "first": {"N": str(first)},
+                "ev": {"S": payload},
+                "expiresAt": self._expiry(),
+            }
+            self._call("put_item", Item=item)
+
+    def finish(self, stream_id: str, record: dict) -> None:
+        """Store the stream's end, then mark it ended."""
+        item = {**stream_key(stream_id, END), "end": {"S": json.dumps(record)}, "expiresAt": self._expiry()}
+        self._call("put_item", Item=item)
+        self._call(
+            "update_item",
+            Key=stream_key(stream_id, META),
+            UpdateExpression="SET #state = :ended",
+            ExpressionAttributeNames={"#state": "state"},
+            ExpressionAttributeValues={":ended": {"S": ENDED}},
+        )
+
+    def mark_lost(self, stream_id: str) -> None:
+        """Record that the stream could not be stored whole, so readers are told it cannot be resumed."""
+        self._call(
+            "update_item",
+            Key=stream_key(stream_id, META),
+            UpdateExpression="SET lost = :yes",
+            ExpressionAttributeValues={":yes": {"BOOL": True}},
+        )
+
+    def cancelled(self, stream_id: str) -> bool:
+        """Tell whether someone asked to stop the stream: one strongly consistent read."""
+        answer = self._call(
+            "get_item", Key=stream_key(stream_id, META), ConsistentRead=True, ProjectionExpression="cancelled"
+        )
+        return "cancelled" in answer.get("Item", {})
+
+    def meta(self, stream_id: str, owner: str) -> dict | None:
+        """Return the stream's meta item as plain values; None if unknown, expired, or someone else's."""
+        answer = self._call("get_item", Key=stream_key(stream_id, META), ConsistentRead=True)
+        item = answer.get("Item")
+        # TTL deletes within days, not at once: an expired item is as good as gone.
+        if not item or int(item["expiresAt"]["N"]) <= self.clock() or item["owner"]["S"] != owner:
+            return None
+        return {
+            "modelId": item["modelId"]["S"],
+            "state": item["state"]["S"],
+            "cancelled": "cancelled" in item,
+            "lost": "lost" in item,
+            "liveUntil": int(item["liveUntil"]["N"]),
+        }
+
+    def end(self, stream_id: str) -> dict | None:
+        """Return the stream's stored end, or None if it has none (yet)."""
+        answer = self._call("get_item", Key=stream_key(stream_id, END), ConsistentRead=True)
+        item = answer.get("Item")
+        return json.loads(item["end"]["S"]) if item else None
+
+    def cancel(self, stream_id: str) -> bool:
+        """Mark a live stream cancelled; False if it had already ended."""
+        try:
+            self._call(
+                "update_item",
+                Key=stream_key(stream_id, META),
+                UpdateExpression="SET cancelled = :yes",
+                ConditionExpression="#state = :live",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={":yes": {"BOOL": True}, ":live": {"S": LIVE}},
+            )
+        except ClientError:
+            return False
+        return True
+
+    def read(self, stream_id: str, after_seq: int) -> tuple[list[list[Delta]], dict | None]:
+        """Return the stored batches holding deltas after `after_seq`, in order, and the end if stored."""
+        batches: list[list[Delta]] = []
+        end = None
+        query: dict = {
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": f"s#{stream_id}"},
+                ":low": {"S": batch_sort_key(after_seq + 1)},
+                ":high": {"S": END},
+            },
+            "ConsistentRead": True,
+        }
+        while True:
+            answer = self._call("query", **query)
+            for item in answer.get("Items", []):
+                if item["sk"]["S"] == END:
+                    end = json.loads(item["end"]["S"])
+                else:
+                    batches.append([decode(entry) for entry in json.loads(item["ev"]["S"])])
+            if "LastEvaluatedKey" not in answer:
+                return batches, end
+            query["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
