@@ -78,11 +78,28 @@ def main() -> None:
         figures["soak"] = measure.soak(app, 0.1 if quick else args.minutes)
     finally:
         app.stop()
+    store, store_env = services.start_local_store()
+    store_app = services.start_app(standin.url, **app_env, **store_env)
+    try:
+        step("store on: added latency at 100 tok/s, and DynamoDB requests per 1,000 tokens")
+        tokens, rounds = (100, 1) if quick else (300, 2)
+        latency = measure.added_latency(store_app.url, client, tokens, rounds)
+        latency.pop("samples")
+        figures["store"] = {
+            "latency": latency,
+            "requests": measure.store_requests(store_app, 1000, 2 if quick else 5),
+        }
+    finally:
+        store_app.stop()
     try:
         step("cold start")
         figures["cold_start"] = measure.cold_start(standin.url, 2 if quick else 9, **app_env)
+        step("cold start, store on")
+        store_cold = measure.cold_start(standin.url, 2 if quick else 5, **app_env, **store_env)
+        figures["store"]["cold_start"] = store_cold
     finally:
         standin.stop()
+        store.stop()
     figures["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     figures["duration_s"] = round(time.monotonic() - began, 1)
     step("done")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import selectors
 import threading
 import time
@@ -41,6 +42,25 @@ def added_latency(app_url: str, client: Any, tokens: int, rounds: int, tps: floa
         "incomplete_streams": lost,
         "by_reader": figures,
         "samples": samples,
+    }
+
+
+def store_requests(app: services.Service, tokens: int, streams: int, tps: float = 100) -> dict:
+    """DynamoDB requests a stream costs with the store on, per 1,000 tokens, from the app's log lines."""
+    lost = 0
+    for i in range(streams):
+        lost += not relay_stream(app.url, FORMATS["sse"], prompt(tokens, tps, 0.05, f"s{i}"), tokens).complete
+    time.sleep(0.5)  # each log line is written once its response has ended
+    lines = [json.loads(line) for line in app.log_path.read_text().splitlines() if line.startswith("{")]
+    kept = [line for line in lines if line.get("storeRequests") is not None][-streams:]
+    requests, deltas = sum(line["storeRequests"] for line in kept), sum(line["deltas"] for line in kept)
+    return {
+        "tps": tps,
+        "tokens_per_stream": tokens,
+        "streams": len(kept),
+        "incomplete_streams": lost,
+        "requests_per_stream": round(requests / max(1, len(kept)), 1),
+        "requests_per_1000_tokens": round(requests * 1000 / max(1, deltas), 1),
     }
 
 

@@ -119,6 +119,27 @@ def rows(figures: dict) -> list[tuple[str, str, str, str]]:
         "<= 1.6",
         conc["wall_ratio"] <= 1.6,
     )
+    if "store" in figures:
+        store = figures["store"]
+        by_reader = store["latency"]["by_reader"]
+        worst = max(by_reader[kind]["p99_over_floor_ms"] for kind in ("text", "sse", "ndjson"))
+        add(
+            "store on: added p99 over floor, worst format "
+            f"({', '.join(str(by_reader[kind]['p99_over_floor_ms']) for kind in ('text', 'sse', 'ndjson'))})",
+            worst,
+            "ms",
+            "<= 1 ms",
+            worst <= 1,
+        )
+        requests = store["requests"]
+        note(
+            f"store on: DynamoDB requests per 1,000 tokens at {requests['tps']:g} tok/s",
+            f"{requests['requests_per_1000_tokens']:g} ({requests['requests_per_stream']:g} per "
+            f"{requests['tokens_per_stream']}-token stream)",
+        )
+        if "cold_start" in store:
+            ready = store["cold_start"]["spawn_to_ready_median_ms"]
+            note("store on: spawn to ready, median", f"{ready:g} ms")
     soak = figures["soak"]
     out.append(
         (

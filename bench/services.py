@@ -49,6 +49,7 @@ class Service:
     port: int
     spawned: float
     ready: float = 0.0
+    log_path: Path | None = None
 
     def stop(self) -> None:
         """Stop the process and wait for it."""
@@ -83,9 +84,33 @@ def start_app(bedrock_url: str, run_sh: Path = RUN_SH, **env: str) -> Service:
     environment = offline_env(bedrock_url, PORT=str(port), **env)
     spawned = time.monotonic()
     process = subprocess.Popen([str(run_sh)], env=environment, stdout=log, stderr=subprocess.STDOUT)
-    service = Service(process, f"http://127.0.0.1:{port}", port, spawned)
+    service = Service(process, f"http://127.0.0.1:{port}", port, spawned, log_path=Path(log.name))
     service.ready = wait_until(lambda: http_ok("127.0.0.1", port), process)
     return service
+
+
+def start_local_store() -> tuple[Service, dict[str, str]]:
+    """Start moto's DynamoDB and its table, as ./scripts/dev does; return it and the app's settings."""
+    import boto3
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "standin.dynamodb", "--port", str(port), "--table", "relay-streams"],
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    service = Service(process, url, port, time.monotonic())
+    keys = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+    client = boto3.client("dynamodb", endpoint_url=url, region_name="us-east-1", **keys)
+
+    def table_ready() -> bool:
+        try:
+            return "relay-streams" in client.list_tables()["TableNames"]
+        except Exception:
+            return False  # not listening yet
+
+    service.ready = wait_until(table_ready, process)
+    return service, {"AWS_ENDPOINT_URL_DYNAMODB": url, "STREAMS_TABLE": "relay-streams"}
 
 
 FLOOR_SCRIPT = """

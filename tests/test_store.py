@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import secrets
 import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -11,6 +14,7 @@ import pytest
 
 from standin.server import StandInServer
 from tests.conftest import store_env, wait_for_record
+from tests.faults import FaultyProxy
 from tests.harness import AppProcess, start_app
 
 SSE = {"Accept": "text/event-stream"}
@@ -169,3 +173,50 @@ def test_a_bad_resume_point_is_named(pair):
     response = httpx.get(f"{first.url}/chat/{stream_id}", params={"after": "-1"}, timeout=10)
     assert response.status_code == 400
     assert "'after'" in response.json()["error"]["message"]
+
+
+def test_only_the_caller_that_started_a_stream_may_touch_it(standin, dynamodb):
+    keys = {name: secrets.token_urlsafe(32) for name in ("alice", "bob")}
+    hashes = ",".join(f"{name}:{hashlib.sha256(key.encode()).hexdigest()}" for name, key in keys.items())
+    app = start_app(standin.url, **store_env(dynamodb), AUTH_MODE="api_key", API_KEY_HASHES=hashes)
+    try:
+        alice, bob = ({"X-Api-Key": keys[name], **SSE} for name in ("alice", "bob"))
+        prompt = {"prompt": "[standin tokens=5] hi"}
+        started = httpx.post(f"{app.url}/chat", json=prompt, headers=alice, timeout=30)
+        stream_id = started.headers["x-stream-id"]
+        # Someone else's stream is as unknown as a made-up id: 404, never 403.
+        for response in (
+            httpx.get(f"{app.url}/chat/{stream_id}", headers=bob, timeout=10),
+            httpx.post(f"{app.url}/chat/{stream_id}/cancel", headers=bob, timeout=10),
+        ):
+            assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+        assert httpx.get(f"{app.url}/chat/{stream_id}", timeout=10).status_code == 401
+        mine = httpx.get(f"{app.url}/chat/{stream_id}", headers=alice, timeout=10)
+        assert mine.status_code == 200
+        assert body_events(list(sse_events(mine.text.splitlines()))) == body_events(
+            list(sse_events(started.text.splitlines()))
+        )
+    finally:
+        app.stop()
+
+
+def test_a_failing_store_never_cuts_the_stream_and_readers_learn_it_is_not_whole(standin, dynamodb):
+    proxy = FaultyProxy(int(dynamodb.url.rsplit(":", 1)[1]))
+    app = start_app(standin.url, **{**store_env(dynamodb), "AWS_ENDPOINT_URL_DYNAMODB": proxy.url})
+    try:
+        reader = Reader(app, "[standin tokens=60 tps=30 ttft=0 id=store-down] go", until_id="10")
+        proxy.break_()
+        reader.thread.join(30)
+        # The live stream went on to its end, every delta in order.
+        assert [int(e["id"]) for e in reader.events if "id" in e] == list(range(1, 61))
+        assert reader.events[-1]["event"] == "end" and reader.events[-1]["data"]["stopReason"] == "end_turn"
+        assert app.log_for(reader.stream_id)["outcome"] == "complete"
+        proxy.heal()
+        end = time.monotonic() + 20
+        while (response := httpx.get(f"{app.url}/chat/{reader.stream_id}", timeout=10)).status_code != 410:
+            assert time.monotonic() < end, response.text
+            time.sleep(0.2)
+        assert response.json()["error"]["code"] == "not_resumable"
+    finally:
+        app.stop()
+        proxy.close()

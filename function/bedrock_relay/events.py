@@ -100,6 +100,7 @@ class Summary:
     deltas: int = 0  # text and reasoning deltas relayed: what was generated, even if cut
     status: int | None = None  # the HTTP status the client got; None if it never got one
     client_gone: bool = False  # the client left, and the stream was finished for the store
+    store_requests: int | None = None  # DynamoDB requests made to keep the stream, with the store on
 
     def usage_dict(self) -> dict[str, int] | None:
         """Return token counts in the API's camelCase shape; None if the upstream never sent them."""

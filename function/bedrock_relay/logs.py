@@ -56,6 +56,7 @@ class RequestLog(Listener):
             deltas=summary.deltas,
             # With the store on, a client that left does not stop the answer: it is finished unseen.
             clientGone=summary.client_gone,
+            **({"storeRequests": summary.store_requests} if summary.store_requests is not None else {}),
             errorCode=failure.code if failure else None,
             errorMessage=failure.message if failure else None,
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -20,6 +19,8 @@ CANCEL_CHECK_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 4.0
 # The end is stored before the client gets it; a store that is down may hold it back this long.
 FINAL_WRITE_SECONDS = 2.0
+# A stream that was not stored whole is marked so, retried for about a minute.
+MARK_LOST_ATTEMPTS = 16
 
 
 class Recorder(Listener):
@@ -130,6 +131,7 @@ class Recorder(Listener):
                 try:
                     self.store.finish(self.stream_id, end_record(summary, self._last_seq))
                     self.writes += 2
+                    summary.store_requests = self.writes
                     return
                 except StoreError as exc:
                     logger.warning("stream %s: its end not stored yet: %s", self.stream_id, exc)
@@ -137,12 +139,21 @@ class Recorder(Listener):
                 break
             time.sleep(0.2)
         self.lost = True
+        summary.store_requests = self.writes
         logger.error("stream %s: not stored whole; readers will be told it cannot be resumed", self.stream_id)
 
     def on_close(self, summary: Summary) -> None:  # noqa: ARG002 - the listener interface
         # A stream that never reached on_end (it failed before its end) needs its thread no more.
         self._stop.set()
         if self.lost:
-            # If this fails too, readers still learn it once the stream's time is up.
-            with contextlib.suppress(StoreError):
+            threading.Thread(target=self._mark_lost, name="stream-recorder", daemon=True).start()
+
+    def _mark_lost(self) -> None:
+        """Tell later readers the stream is not whole, once the store is back (for a while)."""
+        for attempt in range(MARK_LOST_ATTEMPTS):
+            try:
                 self.store.mark_lost(self.stream_id)
+                return
+            except StoreError:
+                time.sleep(min(MAX_BACKOFF_SECONDS, 0.25 * 2**attempt))
+        # Readers still learn it once the stream's time is up and no end was stored.
