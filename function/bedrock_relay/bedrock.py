@@ -7,7 +7,6 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import botocore.session
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -18,6 +17,7 @@ from botocore.exceptions import (
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeout
 
+from . import aws
 from .events import Event, Failure, Reasoning, Stop, Text, Usage
 from .settings import Settings
 
@@ -67,7 +67,7 @@ def make_client(settings: Settings) -> Any:
         tcp_keepalive=True,
     )
     # botocore directly: boto3 adds only import time here (it loads s3transfer), the client is the same.
-    client = botocore.session.get_session().create_client("bedrock-runtime", config=config)
+    client = aws.session().create_client("bedrock-runtime", config=config)
     client.meta.events.register("before-parse.bedrock-runtime.ConverseStream", _keep_http_response)
     return client
 

@@ -8,10 +8,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from . import aws
 from .events import Delta, Reasoning, Summary, Text
 from .settings import Settings
 
@@ -37,7 +37,7 @@ def make_client(settings: Settings) -> Any:
         # Every stream thread may write at once.
         max_pool_connections=settings.web_threads + 4,
     )
-    return botocore.session.get_session().create_client("dynamodb", config=config)
+    return aws.session().create_client("dynamodb", config=config)
 
 
 def stream_key(stream_id: str, sort: str) -> dict:
