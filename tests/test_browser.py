@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.browser import CHROMIUM, MISSING_CHROMIUM, ChunkCuttingProxy, SecondOrigin
-from tests.conftest import wait_for_record
+from tests.conftest import store_env, wait_for_record
 from tests.harness import ROOT, start_app
 
 if not Path(CHROMIUM).exists():
@@ -295,3 +295,64 @@ def test_a_page_on_another_origin_is_refused_without_the_cors_setting(page, app,
     assert answer_text(page) == ""
     # The browser's preflight was refused, so the chat request never reached Bedrock.
     assert not [r for r in standin.records if r.scenario["id"] == label]
+
+
+@pytest.fixture(scope="module")
+def store_app(standin, dynamodb):
+    """The app with the stream store on, as deployed by default."""
+    process = start_app(standin.url, **store_env(dynamodb), BEDROCK_MAX_ATTEMPTS="1")
+    yield process
+    process.stop()
+
+
+def stream_ids(page: Page) -> list[str]:
+    """Collect the X-Stream-Id of every /chat answer the page gets."""
+    found: list[str] = []
+    page.on("response", lambda response: found.append(response.headers.get("x-stream-id") or ""))
+    return found
+
+
+def test_with_the_store_a_dropped_connection_resumes_the_same_answer_in_place(page, store_app, standin):
+    proxy = ChunkCuttingProxy(int(store_app.url.rsplit(":", 1)[1]), pause=0)
+    try:
+        label = tag()
+        ids = stream_ids(page)
+        page.goto(proxy.url)
+        ask(page, f"[standin id={label} tokens=80 tps=20]")
+        page.wait_for_function(f"document.querySelector('{ANSWER}')?.textContent.length > 0")
+        proxy.drop_connections()
+        expect(page.locator(ERROR)).to_contain_text("reconnecting")
+        expect(page.locator("#status")).to_have_text("Answer complete: end_turn, 80 tokens.", timeout=30_000)
+        expect(page.locator(ERROR)).to_be_hidden()
+        # Exactly the stored answer: nothing lost at the drop, nothing doubled by the resume.
+        stream_id = next(value for value in ids if value)
+        stored = httpx.get(f"{store_app.url}/chat/{stream_id}", headers={"Accept": "text/plain"}, timeout=30)
+        assert answer_text(page) == stored.text
+        # Bedrock never saw a disconnect: the drop did not stop the answer.
+        assert record_for(standin, label).outcome == "complete"
+    finally:
+        proxy.stop()
+
+
+def test_with_the_store_stop_reaches_bedrock_through_the_cancel(page, store_app, standin):
+    label = tag()
+    page.goto(store_app.url)
+    ask(page, f"[standin id={label} tokens=400 tps=20]")
+    page.wait_for_function(f"document.querySelector('{ANSWER}')?.textContent.length > 0")
+    page.click("#stop")
+    # With the store on, a closed connection alone no longer stops Bedrock: the cancel did.
+    record = wait_for_record(standin, label, "client_closed")
+    assert record.tokens_sent < 400
+    expect(page.locator("#status")).to_have_text("Stopped.")
+    cancelled = [r for r in store_app.log_records() if r.get("outcome") == "cancelled"]
+    assert cancelled and cancelled[-1]["stopReason"] == "cancelled"
+
+
+def test_with_the_store_closing_the_page_mid_answer_stops_it(page, store_app, standin):
+    label = tag()
+    page.goto(store_app.url)
+    ask(page, f"[standin id={label} tokens=400 tps=20]")
+    page.wait_for_function(f"document.querySelector('{ANSWER}')?.textContent.length > 0")
+    page.goto("about:blank")
+    record = wait_for_record(standin, label, "client_closed")
+    assert record.tokens_sent < 400

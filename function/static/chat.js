@@ -1,6 +1,15 @@
 // The chat page: sends the conversation with streamChat and renders each event as it arrives.
-import { getToken, setUpSignIn, signIn, signInHeaders, signOut, signedInAs, useApiKey } from "./sign-in.js";
-import { ChatError, streamChat } from "./stream-chat.js";
+import {
+  currentToken,
+  getToken,
+  setUpSignIn,
+  signIn,
+  signInHeaders,
+  signOut,
+  signedInAs,
+  useApiKey,
+} from "./sign-in.js";
+import { ChatError, cancelChat, streamChat } from "./stream-chat.js";
 
 const chatUrl = new URL(document.body.dataset.chatUrl, document.baseURI);
 const conversation = document.getElementById("conversation");
@@ -14,6 +23,8 @@ const template = document.getElementById("turn-template");
 // The whole conversation lives here, client-side: the service keeps no state between requests.
 let messages = [];
 let controller = null;
+// The answer being generated, when the service keeps streams: Stop must reach it, wherever it runs.
+let streamId = null;
 
 // What sign-in the service asks for; the page works as before when it asks for none.
 let session = null;
@@ -60,14 +71,33 @@ form.addEventListener("submit", (event) => {
   const text = prompt.value;
   if (text.trim() && !controller) send(text);
 });
-stopButton.addEventListener("click", () => controller?.abort());
+stopButton.addEventListener("click", stop);
 document.getElementById("new-chat").addEventListener("click", () => {
-  controller?.abort();
+  stop();
   messages = [];
   conversation.replaceChildren();
   document.getElementById("empty").hidden = false;
   setStatus("");
   prompt.focus();
+});
+
+/** Stop reading, and ask the service to stop generating: on Lambda, closing the fetch alone does not. */
+function stop() {
+  if (streamId) {
+    const options = { headers: signInHeaders(), getToken: session ? () => getToken(session) : undefined };
+    cancelChat(chatUrl, streamId, options).catch(() => {});
+    streamId = null;
+  }
+  controller?.abort();
+}
+
+// A page that closes mid-answer stops it too; keepalive lets the request outlive the page, and
+// the token held now is sent, since a refresh could not finish in time.
+addEventListener("pagehide", () => {
+  if (!streamId) return;
+  const token = session ? currentToken(session) : null;
+  const headers = { ...signInHeaders(), ...(token ? { Authorization: `Bearer ${token}` } : {}) };
+  cancelChat(chatUrl, streamId, { headers, keepalive: true }).catch(() => {});
 });
 
 function setStatus(text) {
@@ -112,9 +142,24 @@ async function send(text) {
       signal: controller.signal,
       headers: signInHeaders(),
       getToken: session ? () => getToken(session) : undefined,
+      onReconnect({ attempt }) {
+        view.message.hidden = false;
+        view.message.className = "message notice reconnecting";
+        view.message.textContent = `Connection lost; reconnecting (attempt ${attempt})…`;
+        setStatus("Reconnecting…");
+        live.reconnecting = true;
+      },
       onEvent(event) {
         live.events += 1;
-        if (event.type === "token") {
+        if (live.reconnecting) {
+          // Resumed: the same answer carries on in place.
+          live.reconnecting = false;
+          view.message.hidden = true;
+          setStatus("Answering…");
+        }
+        if (event.type === "start") {
+          streamId = event.streamId ?? null;
+        } else if (event.type === "token") {
           if (!live.chunks) {
             live.firstToken = performance.now();
             setStatus("Answering…");
@@ -167,6 +212,7 @@ async function send(text) {
     showAccount();
     view.assistant.setAttribute("aria-busy", "false");
     controller = null;
+    streamId = null;
     setBusy(false);
   }
   if (messages !== history) return; // New chat was pressed: this turn is gone.

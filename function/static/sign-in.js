@@ -100,6 +100,13 @@ export function signInHeaders() {
   return key ? { "X-Api-Key": key } : {};
 }
 
+/** The token held now, without a refresh: for a request sent as the page closes, which cannot wait. */
+export function currentToken(session) {
+  const tokens = JSON.parse(store.getItem(TOKENS) ?? "null");
+  if (!tokens) return null;
+  return session.auth.requiredScope ? tokens.accessToken : tokens.idToken;
+}
+
 /**
  * The token to send, refreshed first if it is about to expire; null when not signed in (or no
  * longer: a refused refresh signs out). The access token when the service requires a scope,

@@ -9,20 +9,28 @@
  *     signal: controller.signal, // controller.abort() stops the stream
  *     headers: { "X-Api-Key": key },    // optional: extra request headers
  *     getToken: async () => idToken,     // optional: a bearer token, asked for on every request
+ *     onReconnect: ({ attempt, delayMs }) => {},  // optional: told before each resume attempt
  *   });
+ *   // With the service's stream store on: stop generation wherever it runs, not only this fetch.
+ *   controller.abort(); await cancelChat("https://…/chat", streamId, { headers });
  *
  * Events passed to onEvent (the server's SSE events, with the event name as `type`):
- *   {type: "start", requestId, modelId}
+ *   {type: "start", requestId, modelId, streamId}   streamId only with the store on
  *   {type: "token", id, text}          answer text, in order
  *   {type: "reasoning", id, text}      the model's reasoning, when it shows it
  *   {type: "end", stopReason, usage, metrics: {ttftMs, durationMs}}
  *   {type: "error", code, message, retryable}   the stream failed after it started
  *
+ * When the connection drops partway and the stream has a streamId, streamChat resumes
+ * it (GET url/streamId with Last-Event-ID), with backoff from 0.5 s to 8 s, at most
+ * `maxReconnects` times: onEvent sees each event once, in order, as if nothing happened.
+ *
  * streamChat resolves with the last event (`end` or `error`). It rejects with a
  * ChatError when the server refuses the request before streaming (a JSON error
  * with a real HTTP status; `retryAfter` holds any Retry-After header), answers
  * with something other than an event stream, sends an event that is not JSON, or
- * the stream ends without `end` or `error`; with the fetch error (AbortError on
+ * the stream ends without `end` or `error` and cannot be resumed (`truncated`, or
+ * `connection_lost` once resuming gave up); with the fetch error (AbortError on
  * abort, TypeError on a network or CORS failure); and with whatever onEvent throws.
  */
 
@@ -38,16 +46,101 @@ export class ChatError extends Error {
 }
 
 /** POST `body` as JSON to `url`, call `onEvent` for each event as it arrives, resolve with the last. */
-export async function streamChat(url, body, { onEvent = () => {}, signal, headers = {}, getToken } = {}) {
-  // Asked for per request, so a token refreshed since the last one is the one sent.
+export async function streamChat(
+  url,
+  body,
+  { onEvent = () => {}, signal, headers = {}, getToken, onReconnect = () => {}, maxReconnects = 8 } = {},
+) {
+  // With the service's stream store on, `start` names the stream: a dropped connection resumes it.
+  let streamId = null;
+  let lastId = 0;
+  const handle = (event) => {
+    if (event.type === "start") {
+      if (streamId) return; // a resumed connection starts again; the page has its start already
+      streamId = event.streamId ?? null;
+    } else if (event.type === "token" || event.type === "reasoning") {
+      if (event.id <= lastId) return; // sent before the connection dropped
+      lastId = event.id;
+    }
+    onEvent(event);
+  };
+  const send = async (target, init) => {
+    // Asked for per request, so a token refreshed since the last one is the one sent.
+    const token = getToken ? await getToken() : null;
+    const auth = token ? { Authorization: `Bearer ${token}` } : {};
+    const response = await fetch(target, {
+      ...init,
+      headers: { Accept: "text/event-stream", ...init.headers, ...headers, ...auth },
+      signal,
+    });
+    return readEvents(response, handle);
+  };
+  let dropped;
+  try {
+    const last = await send(url, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    if (last) return last;
+    dropped = new ChatError("truncated", "the stream ended before the answer was complete");
+  } catch (error) {
+    if (!resumable(error)) throw error;
+    dropped = error;
+  }
+  // The connection dropped partway: pick the same answer up after the last delta, with backoff.
+  for (let attempt = 1; streamId && attempt <= maxReconnects; attempt += 1) {
+    const delayMs = Math.min(MAX_BACKOFF_MS, 500 * 2 ** (attempt - 1));
+    onReconnect({ attempt, delayMs });
+    await sleep(delayMs, signal);
+    try {
+      const last = await send(`${url}/${encodeURIComponent(streamId)}`, {
+        headers: { "Last-Event-ID": String(lastId) },
+      });
+      if (last) return last;
+    } catch (error) {
+      if (!resumable(error)) throw error;
+      dropped = error;
+    }
+  }
+  if (!streamId || dropped instanceof ChatError) throw dropped;
+  throw new ChatError("connection_lost", "the connection was lost partway through the answer");
+}
+
+/** Ask the service to stop a stream wherever it runs (the store must be on); resolves with its answer. */
+export async function cancelChat(url, streamId, { headers = {}, getToken, keepalive = false } = {}) {
   const token = getToken ? await getToken() : null;
   const auth = token ? { Authorization: `Bearer ${token}` } : {};
-  const response = await fetch(url, {
+  // keepalive: the request outlives a page that is closing.
+  return fetch(`${url}/${encodeURIComponent(streamId)}/cancel`, {
     method: "POST",
-    headers: { "Content-Type": "application/json", Accept: "text/event-stream", ...headers, ...auth },
-    body: JSON.stringify(body),
-    signal,
+    headers: { ...headers, ...auth },
+    keepalive,
   });
+}
+
+const MAX_BACKOFF_MS = 8000;
+
+/** A dropped connection (not the user's abort, not a refusal) is worth resuming. */
+function resumable(error) {
+  if (error.name === "AbortError") return false;
+  if (error instanceof ChatError) return error.code === "truncated" || error.status >= 500;
+  return error instanceof TypeError; // fetch's network failure
+}
+
+function sleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener("abort", () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    }, { once: true });
+  });
+}
+
+/** Read one response's events into `handle`; resolve with its `end` or `error`, or null if it stopped short. */
+async function readEvents(response, handle) {
   if (!response.ok) {
     throw await errorFromResponse(response);
   }
@@ -69,7 +162,7 @@ export async function streamChat(url, body, { onEvent = () => {}, signal, header
     const event = { type, ...fields };
     if (id) event.id = Number(id);
     if (type === "end" || type === "error") last = event;
-    onEvent(event);
+    handle(event);
   });
   const reader = response.body.getReader();
   // stream: true keeps a multi-byte character split across two chunks until its last byte arrives.
@@ -87,9 +180,6 @@ export async function streamChat(url, body, { onEvent = () => {}, signal, header
   }
   parser.push(decoder.decode());
   parser.finish();
-  if (!last) {
-    throw new ChatError("truncated", "the stream ended before the answer was complete", response.status);
-  }
   return last;
 }
 
