@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
@@ -41,6 +41,8 @@ class Record:
     tokens_sent: int = 0
     started: float = 0.0
     ended: float | None = None
+    # The conversation as Bedrock received it: (role, text) per message.
+    messages: list = field(default_factory=list)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -75,6 +77,7 @@ class Handler(BaseHTTPRequestHandler):
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             return self._error(400, "ValidationException", f"stand-in: {exc}")
         record = Record(model_id, asdict(scenario), started=time.monotonic())
+        record.messages = [(m.get("role"), (m.get("content") or [{}])[0].get("text")) for m in messages]
         self.server.records.append(record)
         if scenario.error:
             record.outcome, record.ended = "error", time.monotonic()

@@ -17,7 +17,7 @@ DOC = json.loads(DOCUMENT.read_text())
 # Where the code names an error code as a literal.
 CODE_LITERALS = (
     re.compile(r'(?:TokenRejected|ScopeMissing|Failure)\(\s*"(\w+)"'),
-    re.compile(r'(?:AuthError|log_rejected|error_response|_Refusal)\(\s*\d+,\s*"(\w+)"'),
+    re.compile(r'(?:AuthError|log_rejected|error_response|Refusal)\(\s*\d+,\s*"(\w+)"'),
     re.compile(r'InvalidRequest\(.*,\s*"(\w+)"\)'),
 )
 

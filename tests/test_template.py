@@ -31,8 +31,18 @@ def _statements(template: dict) -> Iterator[dict]:
     for policy in role["Policies"]:
         yield from policy["PolicyDocument"]["Statement"]
     _, _, per_model = resources["Fn::ForEach::ModelAccess"]
-    for resource in per_model.values():
+    for resource in [*per_model.values(), resources["StoreAccess"]]:
         yield from resource["Properties"]["PolicyDocument"]["Statement"]
+
+
+def dynamodb_actions_in_code() -> set[str]:
+    """The DynamoDB operations the service calls, read from its source, as IAM actions."""
+    found = set()
+    for name in ("store.py", "conversations.py"):
+        source = (ROOT / "function" / "bedrock_relay" / name).read_text()
+        for operation in re.findall(r'call\(\s*"(\w+)"', source):
+            found.add("dynamodb:" + "".join(part.title() for part in operation.split("_")))
+    return found
 
 
 def _as_list(value: Any) -> list:
@@ -100,7 +110,38 @@ def test_permissions_are_only_what_the_function_uses(template: dict):
         if any(arn.endswith("foundation-model/*") for arn in arns):
             assert "bedrock:InferenceProfileArn" in statement["Condition"]["StringEquals"]
         actions.update(_as_list(statement["Action"]))
-    assert actions == {"bedrock:InvokeModelWithResponseStream", "logs:CreateLogStream", "logs:PutLogEvents"}
+    assert actions == {
+        "bedrock:InvokeModelWithResponseStream",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        *dynamodb_actions_in_code(),
+    }
+
+
+def test_the_store_table_is_on_demand_expiring_encrypted_and_the_functions_alone(
+    template: dict, function: dict
+):
+    resources = template["Resources"]
+    table = resources["StreamsTable"]
+    assert table["Condition"] == "HasStore"
+    properties = table["Properties"]
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
+    assert properties["SSESpecification"] == {"SSEEnabled": True}
+    assert properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] == {
+        "Fn::If": ["HasPointInTimeRecovery", True, False]
+    }
+    assert template["Parameters"]["EnableStore"]["Default"] == "true"
+    env = function["Environment"]["Variables"]
+    assert env["STREAMS_TABLE"] == {"Fn::If": ["HasStore", {"Ref": "StreamsTable"}, ""]}
+    (statement,) = resources["StoreAccess"]["Properties"]["PolicyDocument"]["Statement"]
+    assert set(statement["Action"]) == dynamodb_actions_in_code()
+    assert statement["Resource"][0] == {"Fn::GetAtt": ["StreamsTable", "Arn"]}
+    assert "ConversationsByOwner" in statement["Resource"][1]["Fn::Sub"]
+    # The code queries the index the template declares.
+    (index,) = properties["GlobalSecondaryIndexes"]
+    source = (ROOT / "function" / "bedrock_relay" / "conversations.py").read_text()
+    assert f'IndexName="{index["IndexName"]}"' in source
 
 
 def test_bedrock_access_names_both_kinds_of_model_arn(template: dict):

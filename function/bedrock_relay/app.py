@@ -37,12 +37,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(chat_api.bp)
     if settings.streams_table:
         # Imported only with the store on: without it, streams cost nothing extra.
-        from . import store, streams_api
+        from . import conversations_api, store, streams_api
 
         ttl = settings.stream_ttl_hours * 3600
         dynamodb = dynamodb or store.make_client(settings)  # one per process, like Bedrock's
         app.extensions["store"] = store.Store(dynamodb, settings.streams_table, ttl)
         app.register_blueprint(streams_api.bp)
+        app.register_blueprint(conversations_api.bp)
     static.init_app(app, settings)
     openapi.init_app(app, settings)
     cors.init_app(app, settings)

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, abort, current_app, g, request
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 from . import formats, invocation
 from .bedrock import UpstreamError, open_stream
-from .errors import error_response, log_rejected
+from .errors import Refusal, error_response, log_rejected, store_unavailable
 from .events import CANCELLED, INTERNAL_ERROR, Interrupt
 from .logs import RequestLog
 from .peer import Peer
 from .pump import Pump
 from .relay import Listener, Relay
 from .settings import Settings
-from .validation import InvalidRequest, parse_body, validate
+from .validation import ChatRequest, InvalidRequest, parse_body, validate
+
+if TYPE_CHECKING:
+    from .conversations import Keeper
+    from .store import Store
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("chat", __name__)
@@ -85,21 +90,32 @@ def chat() -> Response:
         log_rejected(503, "deadline", message)
         return error_response(503, "deadline", message)
     store = current_app.extensions.get("store")
+    if chat_request.conversation_id and store is None:
+        raise InvalidRequest("'conversationId' needs the stream store, which is off here (STREAMS_TABLE)")
     # With the store on, the stream is kept under the request's id, to be resumed or cancelled.
     stream_id = g.request_id if store is not None else None
-    writer = formats.WRITERS[media_type](g.request_id, chat_request.model_id, stream_id)
+    keeper = _conversation(store, chat_request, stream_id) if store is not None else None
+    ids = {"streamId": stream_id, "conversationId": keeper.conversation_id} if keeper else {}
+    g.log_fields.update(ids)
+    writer = formats.WRITERS[media_type](g.request_id, chat_request.model_id, ids)
     log = RequestLog(requestId=g.request_id, **g.log_fields)
     peer = Peer.of(request.environ.get("gunicorn.socket"), settings.client_write_timeout_seconds)
     # Everything that can fail the request happens before the status is sent; the stream opens last.
-    upstream = open_stream(
-        current_app.extensions["bedrock"], chat_request.converse_args, settings.retry_after_seconds
-    )
+    try:
+        upstream = open_stream(
+            current_app.extensions["bedrock"], chat_request.converse_args, settings.retry_after_seconds
+        )
+    except BaseException:
+        if keeper is not None:
+            keeper.abandon()
+        raise
     pump = Pump(upstream)
     listeners: list[Listener] = [log]
     if store is not None:
         from .recorder import Recorder
         from .streams_api import owner
 
+        listeners.append(keeper)
         opening = {
             "owner": owner(),
             "model_id": chat_request.model_id,
@@ -120,6 +136,36 @@ def chat() -> Response:
         detach=store is not None,
     )
     return respond(relay, media_type, {"X-Stream-Id": stream_id} if stream_id else {})
+
+
+def _conversation(store: Store, chat_request: ChatRequest, stream_id: str) -> Keeper:
+    """Hold the request's conversation and put its earlier turns first; or start a new one."""
+    from .conversations import Busy, Conversations, Keeper, new_id
+    from .store import StoreError
+    from .streams_api import owner
+
+    conversations, who, conversation_id = Conversations(store), owner(), chat_request.conversation_id
+    if conversation_id is None:
+        # Created with its first exchange: the client may send the id back to go on.
+        return Keeper(conversations, new_id(), 0, chat_request.prompt or "", who)
+    try:
+        if not conversations.take(conversation_id, who, stream_id):
+            raise Refusal(404, "not_found", "no such conversation: it is unknown, expired, or not yours")
+        keeper = Keeper(conversations, conversation_id, 0, chat_request.prompt or "", None)
+        try:
+            turns = conversations.turns(conversation_id)
+        except BaseException:
+            keeper.abandon()
+            raise
+    except Busy:
+        message = "another answer is being written in this conversation; send again once it has ended"
+        raise Refusal(409, "conversation_busy", message) from None
+    except StoreError:
+        raise store_unavailable() from None
+    keeper.first = len(turns)
+    history = [{"role": turn["role"], "content": [{"text": turn["content"]}]} for turn in turns]
+    chat_request.converse_args["messages"][:0] = history
+    return keeper
 
 
 def respond(relay: Relay, media_type: str, headers: dict[str, str]) -> Response:

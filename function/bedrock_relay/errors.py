@@ -22,9 +22,29 @@ HTTP_CODES = {
 REJECTED = "rejected"
 
 
+class Refusal(Exception):
+    """A request refused with a status, a code and a message (and headers such as Retry-After)."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
 def init_app(app: Flask) -> None:
     """Answer every HTTP error, and every unexpected exception, as a JSON error."""
     app.register_error_handler(HTTPException, http_error)
+    app.register_error_handler(Refusal, refused)
+
+
+def refused(exc: Refusal) -> Response:
+    """Answer a Refusal in the native shape, and log it."""
+    log_rejected(exc.status, exc.code, exc.message)
+    return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+
+def store_unavailable() -> Refusal:
+    """The refusal for a request the stream store must serve while it cannot be reached."""
+    return Refusal(503, "store_unavailable", "the stream store is unavailable", {"Retry-After": "2"})
 
 
 def error_response(status: int, code: str, message: str, headers: dict | None = None) -> Response:
@@ -35,7 +55,7 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
     return response
 
 
-def log_rejected(status: int, code: str, message: str, outcome: str = REJECTED, **fields: Any) -> None:
+def log_answered(status: int, outcome: str, **fields: Any) -> None:
     """Log a request that ended without a stream."""
     logs.log_request(
         requestId=g.request_id,
@@ -43,12 +63,15 @@ def log_rejected(status: int, code: str, message: str, outcome: str = REJECTED, 
         **g.get("log_fields", {}),
         status=status,
         outcome=outcome,
-        errorCode=code,
-        # Error messages name fields and Bedrock's reasons, never the prompt's text.
-        errorMessage=message,
         durationMs=round((time.monotonic() - g.started) * 1000),
         **fields,
     )
+
+
+def log_rejected(status: int, code: str, message: str, outcome: str = REJECTED, **fields: Any) -> None:
+    """Log a request refused without a stream."""
+    # Error messages name fields and Bedrock's reasons, never the prompt's text.
+    log_answered(status, outcome, errorCode=code, errorMessage=message, **fields)
 
 
 def http_error(exc: HTTPException) -> Response:

@@ -47,17 +47,15 @@ class NativeWriter:
     # A streamed format's status goes out with its first bytes: a later failure is in-band.
     failure_status = 200
 
-    def __init__(self, request_id: str, model_id: str, stream_id: str | None = None) -> None:
+    def __init__(self, request_id: str, model_id: str, ids: dict[str, str] | None = None) -> None:
         self.request_id = request_id
         self.model_id = model_id
-        self.stream_id = stream_id
+        # With the store on: the streamId to resume or cancel by, and the conversationId.
+        self.ids = ids or {}
 
     def start_data(self) -> dict:
-        """Return the `start` event's data: the stream's id too when it can be resumed or cancelled."""
-        data = {"requestId": self.request_id, "modelId": self.model_id}
-        if self.stream_id:
-            data["streamId"] = self.stream_id
-        return data
+        """Return the `start` event's data."""
+        return {"requestId": self.request_id, "modelId": self.model_id, **self.ids}
 
 
 class TextWriter(NativeWriter):
@@ -142,8 +140,8 @@ class JsonWriter(NativeWriter):
     ping = None
     failure_status = 502
 
-    def __init__(self, request_id: str, model_id: str, stream_id: str | None = None) -> None:
-        super().__init__(request_id, model_id, stream_id)
+    def __init__(self, request_id: str, model_id: str, ids: dict[str, str] | None = None) -> None:
+        super().__init__(request_id, model_id, ids)
         self._parts: dict[str, list[str]] = {Text.kind: [], Reasoning.kind: []}
 
     def start(self) -> bytes:

@@ -131,7 +131,7 @@ class Recorder(Listener):
                 try:
                     self.store.finish(self.stream_id, end_record(summary, self._last_seq))
                     self.writes += 2
-                    summary.store_requests = self.writes
+                    summary.store_requests = (summary.store_requests or 0) + self.writes
                     return
                 except StoreError as exc:
                     logger.warning("stream %s: its end not stored yet: %s", self.stream_id, exc)
@@ -139,7 +139,7 @@ class Recorder(Listener):
                 break
             time.sleep(0.2)
         self.lost = True
-        summary.store_requests = self.writes
+        summary.store_requests = (summary.store_requests or 0) + self.writes
         logger.error("stream %s: not stored whole; readers will be told it cannot be resumed", self.stream_id)
 
     def on_close(self, summary: Summary) -> None:  # noqa: ARG002 - the listener interface

@@ -99,7 +99,7 @@ class Store:
         self.ttl_seconds = ttl_seconds
         self.clock = clock
 
-    def _call(self, operation: str, **kwargs: Any) -> dict:
+    def call(self, operation: str, **kwargs: Any) -> dict:
         try:
             return getattr(self.client, operation)(TableName=self.table, **kwargs)
         except ClientError as exc:
@@ -124,7 +124,7 @@ class Store:
         }
         # A conditional failure means it is written already, by an attempt whose answer was lost.
         with contextlib.suppress(ClientError):
-            self._call("put_item", Item=item, ConditionExpression="attribute_not_exists(pk)")
+            self.call("put_item", Item=item, ConditionExpression="attribute_not_exists(pk)")
 
     def append(self, stream_id: str, deltas: list[Delta]) -> None:
         """Store a flush of deltas, in as many items as their size needs."""
@@ -135,13 +135,13 @@ class Store:
                 "ev": {"S": payload},
                 "expiresAt": self._expiry(),
             }
-            self._call("put_item", Item=item)
+            self.call("put_item", Item=item)
 
     def finish(self, stream_id: str, record: dict) -> None:
         """Store the stream's end, then mark it ended."""
         item = {**stream_key(stream_id, END), "end": {"S": json.dumps(record)}, "expiresAt": self._expiry()}
-        self._call("put_item", Item=item)
-        self._call(
+        self.call("put_item", Item=item)
+        self.call(
             "update_item",
             Key=stream_key(stream_id, META),
             UpdateExpression="SET #state = :ended",
@@ -151,7 +151,7 @@ class Store:
 
     def mark_lost(self, stream_id: str) -> None:
         """Record that the stream could not be stored whole, so readers are told it cannot be resumed."""
-        self._call(
+        self.call(
             "update_item",
             Key=stream_key(stream_id, META),
             UpdateExpression="SET lost = :yes",
@@ -160,14 +160,14 @@ class Store:
 
     def cancelled(self, stream_id: str) -> bool:
         """Tell whether someone asked to stop the stream: one strongly consistent read."""
-        answer = self._call(
+        answer = self.call(
             "get_item", Key=stream_key(stream_id, META), ConsistentRead=True, ProjectionExpression="cancelled"
         )
         return "cancelled" in answer.get("Item", {})
 
     def meta(self, stream_id: str, owner: str) -> dict | None:
         """Return the stream's meta item as plain values; None if unknown, expired, or someone else's."""
-        answer = self._call("get_item", Key=stream_key(stream_id, META), ConsistentRead=True)
+        answer = self.call("get_item", Key=stream_key(stream_id, META), ConsistentRead=True)
         item = answer.get("Item")
         # TTL deletes within days, not at once: an expired item is as good as gone.
         if not item or int(item["expiresAt"]["N"]) <= self.clock() or item["owner"]["S"] != owner:
@@ -182,14 +182,14 @@ class Store:
 
     def end(self, stream_id: str) -> dict | None:
         """Return the stream's stored end, or None if it has none (yet)."""
-        answer = self._call("get_item", Key=stream_key(stream_id, END), ConsistentRead=True)
+        answer = self.call("get_item", Key=stream_key(stream_id, END), ConsistentRead=True)
         item = answer.get("Item")
         return json.loads(item["end"]["S"]) if item else None
 
     def cancel(self, stream_id: str) -> bool:
         """Mark a live stream cancelled; False if it had already ended."""
         try:
-            self._call(
+            self.call(
                 "update_item",
                 Key=stream_key(stream_id, META),
                 UpdateExpression="SET cancelled = :yes",
@@ -215,7 +215,7 @@ class Store:
             "ConsistentRead": True,
         }
         while True:
-            answer = self._call("query", **query)
+            answer = self.call("query", **query)
             for item in answer.get("Items", []):
                 if item["sk"]["S"] == END:
                     end = json.loads(item["end"]["S"])

@@ -8,8 +8,8 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from . import formats, invocation
 from .chat_api import negotiate, respond
-from .errors import error_response, log_rejected
-from .logs import RequestLog, log_request
+from .errors import Refusal, log_answered, store_unavailable
+from .logs import RequestLog
 from .peer import Peer
 from .relay import Relay
 from .replay import NOT_RESUMABLE, Replay
@@ -20,22 +20,6 @@ from .validation import excerpt
 bp = Blueprint("streams", __name__)
 STREAM_ID = re.compile(r"[A-Za-z0-9-]{1,128}")
 NO_SUCH_STREAM = "no such stream: it is unknown, expired, or not yours"
-
-
-class _Refusal(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers
-
-
-@bp.errorhandler(_Refusal)
-def _refused(exc: _Refusal) -> Response:
-    log_rejected(exc.status, exc.code, exc.message, streamId=request.view_args.get("stream_id"))
-    return error_response(exc.status, exc.code, exc.message, exc.headers)
-
-
-def _unavailable() -> _Refusal:
-    return _Refusal(503, "store_unavailable", "the stream store is unavailable", {"Retry-After": "2"})
 
 
 def owner() -> str:
@@ -55,9 +39,9 @@ def _meta(stream_id: str) -> dict:
     try:
         meta = _store().meta(stream_id, owner()) if STREAM_ID.fullmatch(stream_id) else None
     except StoreError:
-        raise _unavailable() from None
+        raise store_unavailable() from None
     if meta is None:
-        raise _Refusal(404, "not_found", NO_SUCH_STREAM)
+        raise Refusal(404, "not_found", NO_SUCH_STREAM)
     return meta
 
 
@@ -66,7 +50,7 @@ def _after() -> int:
     raw = request.headers.get("Last-Event-ID") or request.args.get("after") or "0"
     if not raw.isdigit() or len(raw) > 12:
         name = "Last-Event-ID" if request.headers.get("Last-Event-ID") else "after"
-        raise _Refusal(400, "invalid_request", f"'{name}' must be a delta id (0 or more), got {excerpt(raw)}")
+        raise Refusal(400, "invalid_request", f"'{name}' must be a delta id (0 or more), got {excerpt(raw)}")
     return int(raw)
 
 
@@ -78,10 +62,10 @@ def resume(stream_id: str) -> Response:
     after = _after()
     meta = _meta(stream_id)
     if meta["lost"]:
-        raise _Refusal(410, NOT_RESUMABLE, "the stream was not stored whole and cannot be resumed")
+        raise Refusal(410, NOT_RESUMABLE, "the stream was not stored whole and cannot be resumed")
     g.log_fields = {**g.log_fields, "format": media_type, "modelId": meta["modelId"], "streamId": stream_id}
     g.log_fields["resumedAfter"] = after
-    writer = formats.WRITERS[media_type](g.request_id, meta["modelId"], stream_id)
+    writer = formats.WRITERS[media_type](g.request_id, meta["modelId"], {"streamId": stream_id})
     replay = Replay(
         _store(), stream_id, after, meta["liveUntil"], poll_seconds=settings.persist_interval_ms / 1000
     )
@@ -105,11 +89,10 @@ def cancel(stream_id: str) -> tuple[Response, int]:
         cancelling = meta["state"] == LIVE and _store().cancel(stream_id)
         end = None if cancelling else _store().end(stream_id)
     except StoreError:
-        raise _unavailable() from None
+        raise store_unavailable() from None
     body = {"streamId": stream_id, "state": "cancelling" if cancelling else "ended"}
     if end is not None:
         body |= {"stopReason": end["stopReason"], "outcome": end["outcome"]}
     status = 202 if cancelling else 200
-    outcome = body["state"]
-    log_request(requestId=g.request_id, path=request.path, **g.log_fields, status=status, outcome=outcome)
+    log_answered(status, body["state"], streamId=stream_id)
     return jsonify(body), status

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 
 from .settings import Settings
@@ -11,7 +12,19 @@ from .settings import Settings
 # Input echoed in an error message is cut to this: the message must name the problem, not
 # carry a megabyte of the client's own bytes back to it and into the log.
 ECHO_CHARACTERS = 40
-FIELDS = {"prompt", "messages", "system", "modelId", "maxTokens", "temperature", "topP", "stopSequences"}
+FIELDS = {
+    "prompt",
+    "messages",
+    "conversationId",
+    "system",
+    "modelId",
+    "maxTokens",
+    "temperature",
+    "topP",
+    "stopSequences",
+}
+# A conversation id, as the service makes them (a UUID), or at least one that could be.
+CONVERSATION_ID = re.compile(r"[A-Za-z0-9-]{1,128}")
 MAX_STOP_SEQUENCES = 4
 
 
@@ -30,6 +43,8 @@ class ChatRequest:
 
     model_id: str
     converse_args: dict
+    conversation_id: str | None = None
+    prompt: str | None = None  # the new user turn, for a conversation to keep
 
 
 def shorten(text: str, limit: int = ECHO_CHARACTERS) -> str:
@@ -115,6 +130,15 @@ def validate(body: dict, settings: Settings) -> ChatRequest:
     unknown = sorted(set(body) - FIELDS)
     if unknown:
         raise InvalidRequest(f"unknown field {excerpt(unknown[0])}; allowed: {', '.join(sorted(FIELDS))}")
+    conversation_id = None
+    if "conversationId" in body:
+        if "messages" in body:
+            raise InvalidRequest(
+                "send 'conversationId' with 'prompt', not 'messages': the service holds the earlier turns"
+            )
+        conversation_id = _string(body, "conversationId")
+        if not CONVERSATION_ID.fullmatch(conversation_id):
+            raise InvalidRequest(f"'conversationId' {excerpt(conversation_id)} is not a conversation id")
     messages = _messages(body)
     model_id = settings.model_id
     if "modelId" in body:
@@ -140,4 +164,4 @@ def validate(body: dict, settings: Settings) -> ChatRequest:
         inference["stopSequences"] = stops
     if inference:
         args["inferenceConfig"] = inference
-    return ChatRequest(model_id, args)
+    return ChatRequest(model_id, args, conversation_id, body.get("prompt"))
