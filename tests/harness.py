@@ -74,13 +74,17 @@ class AppProcess:
 
     def log_for(self, request_id: str, timeout: float = 5.0) -> dict:
         """Wait for the log line of one request and return it."""
+        return self.wait_for_log(lambda record: record.get("requestId") == request_id, timeout)
+
+    def wait_for_log(self, matches, timeout: float = 5.0) -> dict:
+        """Wait for the last log line that matches (a stream's is written once its response ends)."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            for record in self.log_records():
-                if record.get("requestId") == request_id:
-                    return record
+            found = [record for record in self.log_records() if matches(record)]
+            if found:
+                return found[-1]
             time.sleep(0.05)
-        raise AssertionError(f"no log line for request {request_id}")
+        raise AssertionError("no such log line")
 
     def stop(self) -> None:
         """Stop the server and wait for it to exit."""

@@ -344,8 +344,7 @@ def test_with_the_store_stop_reaches_bedrock_through_the_cancel(page, store_app,
     record = wait_for_record(standin, label, "client_closed")
     assert record.tokens_sent < 400
     expect(page.locator("#status")).to_have_text("Stopped.")
-    cancelled = [r for r in store_app.log_records() if r.get("outcome") == "cancelled"]
-    assert cancelled and cancelled[-1]["stopReason"] == "cancelled"
+    assert store_app.wait_for_log(lambda r: r.get("outcome") == "cancelled")["stopReason"] == "cancelled"
 
 
 def test_with_the_store_closing_the_page_mid_answer_stops_it(page, store_app, standin):

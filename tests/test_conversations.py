@@ -143,3 +143,8 @@ def test_without_sign_in_there_is_no_list(store_app):
     response = httpx.get(f"{store_app.url}/conversations", timeout=10)
     assert response.status_code == 404
     assert "sign-in" in response.json()["error"]["message"]
+
+
+def test_a_client_that_sends_its_own_messages_gets_no_conversation(store_app):
+    start, _, _ = chat(store_app, {"messages": [{"role": "user", "content": "[standin tokens=2] hi"}]})
+    assert "conversationId" not in start and "streamId" in start

@@ -418,3 +418,36 @@ def test_a_client_that_leaves_stops_the_answer_unless_a_store_keeps_it(detach):
         assert summary.outcome == "complete" and summary.stop_reason == "end_turn"
     else:
         assert summary.outcome == "client_disconnected" and source.cancels >= 1
+
+
+class EndCounter(Listener):
+    def __init__(self) -> None:
+        self.ends: list[str] = []
+
+    def on_end(self, summary: Summary) -> None:
+        self.ends.append(summary.outcome)
+
+
+def test_a_write_of_the_end_that_fails_leaves_the_finished_stream_as_it_ended():
+    clock = Clock()
+    source = ScriptedSource(clock, tokens("a"), DONE)
+    counter = EndCounter()
+    stream = Relay(
+        source,
+        SseWriter("req-1", "model-1"),
+        started=0.0,
+        deadline=900.0,
+        heartbeat_seconds=15.0,
+        listeners=[counter],
+        detach=True,
+        clock=clock,
+    )
+    body = stream.body()
+    chunks = [next(body), next(body), next(body)]
+    assert b"event: end" in chunks[-1]
+    body.close()  # the server could not write the end: it closes the body
+    stream.close()
+    # Not finished a second time (as a deadline, after waiting for events that will never come).
+    assert counter.ends == ["complete"]
+    assert stream.summary.outcome == "complete" and stream.summary.client_gone
+    assert clock.now < 900.0

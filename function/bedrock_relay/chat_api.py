@@ -95,7 +95,9 @@ def chat() -> Response:
     # With the store on, the stream is kept under the request's id, to be resumed or cancelled.
     stream_id = g.request_id if store is not None else None
     keeper = _conversation(store, chat_request, stream_id) if store is not None else None
-    ids = {"streamId": stream_id, "conversationId": keeper.conversation_id} if keeper else {}
+    ids = {"streamId": stream_id} if stream_id else {}
+    if keeper is not None:
+        ids["conversationId"] = keeper.conversation_id
     g.log_fields.update(ids)
     writer = formats.WRITERS[media_type](g.request_id, chat_request.model_id, ids)
     log = RequestLog(requestId=g.request_id, **g.log_fields)
@@ -115,7 +117,8 @@ def chat() -> Response:
         from .recorder import Recorder
         from .streams_api import owner
 
-        listeners.append(keeper)
+        if keeper is not None:
+            listeners.append(keeper)
         opening = {
             "owner": owner(),
             "model_id": chat_request.model_id,
@@ -138,8 +141,13 @@ def chat() -> Response:
     return respond(relay, media_type, {"X-Stream-Id": stream_id} if stream_id else {})
 
 
-def _conversation(store: Store, chat_request: ChatRequest, stream_id: str) -> Keeper:
-    """Hold the request's conversation and put its earlier turns first; or start a new one."""
+def _conversation(store: Store, chat_request: ChatRequest, stream_id: str) -> Keeper | None:
+    """Hold the request's conversation and put its earlier turns first; or start a new one.
+
+    Only a `prompt` makes a conversation: with `messages` the client keeps its own history.
+    """
+    if chat_request.prompt is None:
+        return None
     from .conversations import Busy, Conversations, Keeper, new_id
     from .store import StoreError
     from .streams_api import owner
@@ -147,11 +155,11 @@ def _conversation(store: Store, chat_request: ChatRequest, stream_id: str) -> Ke
     conversations, who, conversation_id = Conversations(store), owner(), chat_request.conversation_id
     if conversation_id is None:
         # Created with its first exchange: the client may send the id back to go on.
-        return Keeper(conversations, new_id(), 0, chat_request.prompt or "", who)
+        return Keeper(conversations, new_id(), 0, chat_request.prompt, who)
     try:
         if not conversations.take(conversation_id, who, stream_id):
             raise Refusal(404, "not_found", "no such conversation: it is unknown, expired, or not yours")
-        keeper = Keeper(conversations, conversation_id, 0, chat_request.prompt or "", None)
+        keeper = Keeper(conversations, conversation_id, 0, chat_request.prompt, None)
         try:
             turns = conversations.turns(conversation_id)
         except BaseException:

@@ -55,8 +55,9 @@ class Conversations:
                 "update_item",
                 Key=_key(conversation_id, META),
                 UpdateExpression="SET busyStream = :stream, busyUntil = :until",
+                # busyStream = :stream: a retried attempt whose first try took the hold but lost its answer.
                 ConditionExpression="#owner = :owner AND expiresAt > :now "
-                "AND (attribute_not_exists(busyUntil) OR busyUntil < :now)",
+                "AND (attribute_not_exists(busyUntil) OR busyUntil < :now OR busyStream = :stream)",
                 ExpressionAttributeNames={"#owner": "owner"},
                 ExpressionAttributeValues={
                     ":owner": {"S": owner},
@@ -80,21 +81,6 @@ class Conversations:
             return None
         return {"turns": int(item["turns"]["N"]), "updatedAt": int(item["updatedAt"]["N"])}
 
-    def create(self, conversation_id: str, owner: str, title: str, turns: int) -> None:
-        """Record a new conversation, once its first exchange is stored."""
-        now = int(self.clock())
-        item = {
-            **_key(conversation_id, META),
-            "owner": {"S": owner},
-            "turns": {"N": str(turns)},
-            "updatedAt": {"N": str(now)},
-            "title": {"S": title[:TITLE_CHARACTERS]},
-            "expiresAt": {"N": str(int(now + self.store.ttl_seconds))},
-        }
-        if owner != "-":
-            item["convOwner"] = {"S": owner}  # listed by owner only when there is one
-        self.store.call("put_item", Item=item)
-
     def turns(self, conversation_id: str) -> list[dict]:
         """Return the conversation's turns in order: {role, content, stopReason?, cut?}."""
         turns: dict[str, dict] = {}
@@ -117,10 +103,17 @@ class Conversations:
                 return [turns[number] for number in sorted(turns)]
             query["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
-    def add(self, conversation_id: str, first: int, turns: list[dict]) -> int:
-        """Store turns numbered from `first`, each in as many items as its length needs; count the writes."""
-        expires = {"N": str(int(self.clock() + self.store.ttl_seconds))}
-        writes = 0
+    def record(
+        self, conversation_id: str, first: int, turns: list[dict], owner: str | None, title: str
+    ) -> int:
+        """Store turns numbered from `first` and free the conversation, all or nothing; count the items.
+
+        For a new conversation (`owner` given) its meta item is written with them, so a conversation
+        is never seen without its turns, nor half an exchange kept.
+        """
+        now = int(self.clock())
+        expires = {"N": str(int(now + self.store.ttl_seconds))}
+        actions: list[dict] = []
         for offset, turn in enumerate(turns):
             text = turn["content"]
             for part, start in enumerate(range(0, max(1, len(text)), PART_CHARACTERS)):
@@ -134,23 +127,45 @@ class Conversations:
                     item["stopReason"] = {"S": turn["stopReason"] or "none"}
                 if part == 0 and turn.get("cut"):
                     item["cut"] = {"BOOL": True}
-                self.store.call("put_item", Item=item)
-                writes += 1
-        return writes
+                actions.append({"Put": {"Item": item}})
+        count = str(first + len(turns))
+        if owner is not None:
+            meta = {
+                **_key(conversation_id, META),
+                "owner": {"S": owner},
+                "turns": {"N": count},
+                "updatedAt": {"N": str(now)},
+                "title": {"S": title[:TITLE_CHARACTERS]},
+                "expiresAt": expires,
+            }
+            if owner != "-":
+                meta["convOwner"] = {"S": owner}  # listed by owner only when there is one
+            actions.append({"Put": {"Item": meta}})
+        else:
+            actions.append({"Update": self._release(conversation_id, count)})
+        self.store.transact(actions)
+        return len(actions)
 
-    def release(self, conversation_id: str, turns: int | None = None) -> None:
-        """Let the next answer in; count the turns stored, if any were."""
-        update = "REMOVE busyUntil, busyStream SET updatedAt = :now"
-        values = {":now": {"N": str(int(self.clock()))}}
+    def _release(self, conversation_id: str, turns: str | None) -> dict:
+        """The update that lets the next answer in (and keeps the conversation another TTL)."""
+        now = int(self.clock())
+        update = "REMOVE busyUntil, busyStream SET updatedAt = :now, expiresAt = :expires"
+        values = {":now": {"N": str(now)}, ":expires": {"N": str(int(now + self.store.ttl_seconds))}}
         if turns is not None:
             update += ", turns = :turns"
-            values[":turns"] = {"N": str(turns)}
-        self.store.call(
-            "update_item",
-            Key=_key(conversation_id, META),
-            UpdateExpression=update,
-            ExpressionAttributeValues=values,
-        )
+            values[":turns"] = {"N": turns}
+        return {
+            "Key": _key(conversation_id, META),
+            "UpdateExpression": update,
+            # Never recreate a conversation deleted meanwhile.
+            "ConditionExpression": "attribute_exists(pk)",
+            "ExpressionAttributeValues": values,
+        }
+
+    def release(self, conversation_id: str) -> None:
+        """Let the next answer in, with no turns added."""
+        with contextlib.suppress(ClientError):
+            self.store.call("update_item", **self._release(conversation_id, None))
 
     def delete(self, conversation_id: str) -> None:
         """Delete the conversation: its meta item first, so it is gone at once, then its turns."""
@@ -204,6 +219,7 @@ class Keeper(Listener):
         self.owner = owner  # set for a new conversation, created with its first exchange
         self._events: list[Event] = []
         self._done = False
+        self._unfreed = False  # the hold could not be freed at the end: try again at close
 
     def on_events(self, events: list[Event]) -> None:
         self._events.extend(events)
@@ -214,31 +230,31 @@ class Keeper(Listener):
         try:
             if not answer:
                 # Nothing was answered: the question is not kept either, so roles keep alternating.
-                if self.owner is None:
-                    self.conversations.release(self.conversation_id)
+                self._free()
                 return
             reply: dict = {"role": "assistant", "content": answer, "stopReason": summary.stop_reason}
             if summary.stop_reason not in FINISHED:
                 reply["cut"] = True
             exchange = [{"role": "user", "content": self.prompt}, reply]
-            writes = self.conversations.add(self.conversation_id, self.first, exchange)
-            if self.owner is None:
-                self.conversations.release(self.conversation_id, self.first + len(exchange))
-            else:
-                # Created last, so a conversation is never seen without its turns.
-                self.conversations.create(self.conversation_id, self.owner, self.prompt, len(exchange))
-            summary.store_requests = (summary.store_requests or 0) + writes + 1
+            conversations, prompt = self.conversations, self.prompt
+            writes = conversations.record(self.conversation_id, self.first, exchange, self.owner, prompt)
+            summary.store_requests = (summary.store_requests or 0) + writes
         except StoreError:
-            # The lock expires by itself; the exchange is lost to the history, not to the client.
+            # Not kept; the hold is freed when the response closes, or lapses by itself.
+            self._unfreed = self.owner is None
             logger.warning("conversation %s: the exchange was not stored", self.conversation_id)
 
     def on_close(self, summary: Summary) -> None:  # noqa: ARG002 - the listener interface
-        if not self._done:
+        if not self._done or self._unfreed:
             self.abandon()
 
     def abandon(self) -> None:
-        """The answer will not come (the stream never started or never ended): free the conversation."""
+        """The answer will not be kept (it never started or ended, or failed to store): free the hold."""
         self._done = True
+        self._unfreed = False
+        self._free()
+
+    def _free(self) -> None:
         if self.owner is None:
             with contextlib.suppress(StoreError):
                 self.conversations.release(self.conversation_id)

@@ -6,8 +6,9 @@ from flask import Flask, Response, request
 
 from .settings import Settings
 
-ALLOW_METHODS = "POST, OPTIONS"
-ALLOW_HEADERS = "Content-Type, Accept, Authorization, X-Api-Key"
+# GET resumes a stream and reads a conversation, DELETE deletes one (with the store on).
+ALLOW_METHODS = "GET, POST, DELETE, OPTIONS"
+ALLOW_HEADERS = "Content-Type, Accept, Authorization, X-Api-Key, Last-Event-ID"
 # Browsers hide response headers from cross-origin scripts unless listed here.
 EXPOSE_HEADERS = "X-Request-Id, X-Stream-Id, WWW-Authenticate"
 MAX_AGE_SECONDS = "600"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+# Where the server puts what it knows of a request's wait for a thread, for the app's log line.
+INTAKE_KEY = "bedrock_relay.intake"
 HEAD_END = b"\r\n\r\n"
 # The whole request head (request line and headers). A bearer token is capped at 8 KB; browsers'
 # heads are a few KB. Held in memory per connection while it arrives, so kept small.

@@ -9,10 +9,8 @@ import uuid
 
 from flask import current_app, g, request
 
+from .intake import INTAKE_KEY
 from .settings import Settings
-
-# Where the server puts what it knows of the request's wait for a thread (server.py sets it).
-INTAKE_KEY = "bedrock_relay.intake"
 
 # Lambda request ids are UUIDs; anything else from the header is not echoed into a response header.
 REQUEST_ID = re.compile(r"[A-Za-z0-9-]{1,128}")

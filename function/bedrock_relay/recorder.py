@@ -52,6 +52,7 @@ class Recorder(Listener):
         self._failures = 0
         self._last_seq = 0
         self._thread: threading.Thread | None = None
+        self._ended = False
 
     def start(self) -> None:
         """Start the flusher thread."""
@@ -122,10 +123,12 @@ class Recorder(Listener):
 
     def on_end(self, summary: Summary) -> None:
         """Store everything left and the end, before the client is sent the end (bounded in time)."""
+        self._ended = True
         self._stop.set()
+        # One budget for all of it: the deadline margin must still cover the end's delivery.
+        give_up = self.clock() + FINAL_WRITE_SECONDS
         if self._thread is not None:
             self._thread.join(timeout=FINAL_WRITE_SECONDS)
-        give_up = self.clock() + FINAL_WRITE_SECONDS
         while True:
             if self._open() and self._flush(final=True):
                 try:
@@ -143,9 +146,10 @@ class Recorder(Listener):
         logger.error("stream %s: not stored whole; readers will be told it cannot be resumed", self.stream_id)
 
     def on_close(self, summary: Summary) -> None:  # noqa: ARG002 - the listener interface
-        # A stream that never reached on_end (it failed before its end) needs its thread no more.
         self._stop.set()
-        if self.lost:
+        # A stream that never reached its end (it failed, or never started) is not whole either.
+        if self.lost or not self._ended:
+            self.lost = True
             threading.Thread(target=self._mark_lost, name="stream-recorder", daemon=True).start()
 
     def _mark_lost(self) -> None:

@@ -114,6 +114,7 @@ class Relay:
         self.clock = clock
         self.summary = Summary()
         self._closed = False
+        self._finished = False
 
     def body(self) -> Iterator[bytes]:
         """Yield the response body chunk by chunk until the stream ends, fails or runs out of time."""
@@ -183,6 +184,10 @@ class Relay:
         events = batch[:-1] if ended else batch
         out = []
         for index, event in enumerate(events):
+            if event is END:
+                # The upstream ended before an interrupt queued behind it: the stream ended as it was.
+                events, ended = events[:index], True
+                break
             kind = type(event)
             if kind is Text or kind is Reasoning:
                 if summary.ttft_ms is None and kind is Text:
@@ -238,6 +243,7 @@ class Relay:
 
     def _finish(self, outcome: str) -> bytes:
         """Settle the outcome, let the listeners that must see the end first see it, and return the end."""
+        self._finished = True
         self._settle(outcome)
         for listener in self._end_listeners:
             try:
@@ -250,6 +256,8 @@ class Relay:
         """The client is gone: stop, or with a store, finish the answer unseen so a resume can have it."""
         summary = self.summary
         summary.client_gone = True
+        if self._finished:
+            return  # the end was written (or failed to be): the answer is complete, nothing to finish
         if not self.detach:
             self._settle(CLIENT_DISCONNECTED)
             return

@@ -18,10 +18,10 @@ from typing import Any
 from gunicorn import http
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
+# Nothing here imports Flask: gunicorn's arbiter loads this module too, and stays small without it.
 from . import logs
 from .formats import error_body
-from .intake import MAX_HEAD_BYTES, HeadTooLarge, whole
-from .invocation import INTAKE_KEY
+from .intake import INTAKE_KEY, MAX_HEAD_BYTES, HeadTooLarge, whole
 from .settings import from_env
 from .validation import shorten
 

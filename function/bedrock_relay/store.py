@@ -100,14 +100,22 @@ class Store:
         self.clock = clock
 
     def call(self, operation: str, **kwargs: Any) -> dict:
+        if operation != "transact_write_items":  # whose actions name their own table
+            kwargs["TableName"] = self.table
         try:
-            return getattr(self.client, operation)(TableName=self.table, **kwargs)
+            return getattr(self.client, operation)(**kwargs)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 raise
             raise StoreError(f"DynamoDB {operation}: {exc.response.get('Error', {}).get('Code')}") from exc
         except BotoCoreError as exc:
             raise StoreError(f"DynamoDB {operation}: {exc}") from exc
+
+    def transact(self, actions: list[dict]) -> None:
+        """Write several items, all or none: each action is {"Put": {...}} or {"Update": {...}}."""
+        for action in actions:
+            next(iter(action.values()))["TableName"] = self.table
+        self.call("transact_write_items", TransactItems=actions)
 
     def _expiry(self) -> dict:
         return {"N": str(int(self.clock() + self.ttl_seconds))}
@@ -141,22 +149,27 @@ class Store:
         """Store the stream's end, then mark it ended."""
         item = {**stream_key(stream_id, END), "end": {"S": json.dumps(record)}, "expiresAt": self._expiry()}
         self.call("put_item", Item=item)
-        self.call(
-            "update_item",
-            Key=stream_key(stream_id, META),
-            UpdateExpression="SET #state = :ended",
-            ExpressionAttributeNames={"#state": "state"},
-            ExpressionAttributeValues={":ended": {"S": ENDED}},
-        )
+        # Conditional: an update must never create a meta item without an owner (one never recorded).
+        with contextlib.suppress(ClientError):
+            self.call(
+                "update_item",
+                Key=stream_key(stream_id, META),
+                UpdateExpression="SET #state = :ended",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={":ended": {"S": ENDED}},
+            )
 
     def mark_lost(self, stream_id: str) -> None:
         """Record that the stream could not be stored whole, so readers are told it cannot be resumed."""
-        self.call(
-            "update_item",
-            Key=stream_key(stream_id, META),
-            UpdateExpression="SET lost = :yes",
-            ExpressionAttributeValues={":yes": {"BOOL": True}},
-        )
+        with contextlib.suppress(ClientError):
+            self.call(
+                "update_item",
+                Key=stream_key(stream_id, META),
+                UpdateExpression="SET lost = :yes",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":yes": {"BOOL": True}},
+            )
 
     def cancelled(self, stream_id: str) -> bool:
         """Tell whether someone asked to stop the stream: one strongly consistent read."""

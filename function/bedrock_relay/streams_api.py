@@ -19,6 +19,7 @@ from .validation import excerpt
 
 bp = Blueprint("streams", __name__)
 STREAM_ID = re.compile(r"[A-Za-z0-9-]{1,128}")
+DELTA_ID = re.compile(r"[0-9]{1,12}")  # ASCII digits: str.isdigit() takes "²" too
 NO_SUCH_STREAM = "no such stream: it is unknown, expired, or not yours"
 
 
@@ -48,7 +49,7 @@ def _meta(stream_id: str) -> dict:
 def _after() -> int:
     """The last delta the client has: `Last-Event-ID` (what EventSource sends), or `?after=N`."""
     raw = request.headers.get("Last-Event-ID") or request.args.get("after") or "0"
-    if not raw.isdigit() or len(raw) > 12:
+    if not DELTA_ID.fullmatch(raw):
         name = "Last-Event-ID" if request.headers.get("Last-Event-ID") else "after"
         raise Refusal(400, "invalid_request", f"'{name}' must be a delta id (0 or more), got {excerpt(raw)}")
     return int(raw)
