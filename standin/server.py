@@ -41,8 +41,9 @@ class Record:
     tokens_sent: int = 0
     started: float = 0.0
     ended: float | None = None
-    # The conversation as Bedrock received it: (role, text) per message.
+    # The conversation as Bedrock received it: (role, text) per message; and its inferenceConfig.
     messages: list = field(default_factory=list)
+    inference: dict = field(default_factory=dict)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -78,6 +79,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._error(400, "ValidationException", f"stand-in: {exc}")
         record = Record(model_id, asdict(scenario), started=time.monotonic())
         record.messages = [(m.get("role"), (m.get("content") or [{}])[0].get("text")) for m in messages]
+        record.inference = request.get("inferenceConfig") or {}
         self.server.records.append(record)
         if scenario.error:
             record.outcome, record.ended = "error", time.monotonic()

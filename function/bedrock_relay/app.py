@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, g, jsonify
 
-from . import chat_api, cors, errors, invocation, logs, openapi, static
+from . import chat_api, cors, errors, invocation, logs, openai_api, openapi, static
 from .bedrock import make_client
 from .settings import from_env
 
@@ -35,6 +35,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         auth.init_app(app, settings)
     app.add_url_rule("/healthz", view_func=healthz)
     app.register_blueprint(chat_api.bp)
+    app.register_blueprint(openai_api.bp)
     if settings.streams_table:
         # Imported only with the store on: without it, streams cost nothing extra.
         from . import conversations_api, store, streams_api

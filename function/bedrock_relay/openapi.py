@@ -22,9 +22,14 @@ def init_app(app: Flask, settings: Settings) -> None:
 def document(settings: Settings) -> dict:
     """Return the document as this service runs: its allowed models, token limit and credentials."""
     doc = json.loads(DOCUMENT.read_text())
-    fields = doc["components"]["schemas"]["ChatRequest"]["properties"]
+    schemas = doc["components"]["schemas"]
+    fields = schemas["ChatRequest"]["properties"]
     fields["modelId"]["enum"] = list(settings.allowed_model_ids)
     fields["maxTokens"]["maximum"] = settings.max_tokens_limit
+    fields = schemas["CompletionRequest"]["properties"]
+    fields["model"]["enum"] = list(settings.allowed_model_ids)
+    for name in ("max_tokens", "max_completion_tokens"):
+        fields[name]["maximum"] = settings.max_tokens_limit
     # Either credential opens every route that is not public (those say `security: []`).
     doc["security"] = [{SECURITY[mode]: []} for mode in settings.auth_modes]
     # Routes of the stream store exist only with the store on.

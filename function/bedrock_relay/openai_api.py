@@ -1,0 +1,119 @@
+"""The OpenAI-compatible front door: POST /v1/chat/completions and GET /v1/models, on the same relay core."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+
+from . import invocation
+from .bedrock import UpstreamError, open_stream
+from .chat_api import STREAM_HEADERS
+from .errors import log_rejected
+from .logs import RequestLog
+from .openai_formats import ChunkWriter, CompletionWriter, error_object, failure_of
+from .openai_request import OpenAIRequestError, parse
+from .peer import Peer
+from .pump import Pump
+from .relay import Relay
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+bp = Blueprint("openai", __name__, url_prefix="/v1")
+# The error `type` OpenAI's SDKs expect with each status.
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def _error(status: int, message: str, param: str | None = None, code: str | None = None, **headers: str):
+    kind = ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    log_rejected(status, code or kind, message)
+    response = jsonify(error_object(message, kind, param, code))
+    response.status_code = status
+    response.headers.update(headers)
+    return response
+
+
+@bp.errorhandler(OpenAIRequestError)
+def _invalid(exc: OpenAIRequestError) -> Response:
+    return _error(exc.status, exc.message, exc.param, exc.code)
+
+
+@bp.errorhandler(UpstreamError)
+def _upstream(exc: UpstreamError) -> Response:
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
+    return _error(exc.status, exc.message, None, exc.code, **headers)
+
+
+@bp.get("/models")
+def models() -> Response:
+    """The models a request may name, in OpenAI's list shape."""
+    settings: Settings = current_app.extensions["settings"]
+    entries = [
+        {"id": model, "object": "model", "created": 0, "owned_by": "bedrock"}
+        for model in settings.allowed_model_ids
+    ]
+    return jsonify(object="list", data=entries)
+
+
+@bp.post("/chat/completions")
+def chat_completions() -> Response:
+    """Relay a Chat Completions request: chunks with `stream: true`, else one chat.completion."""
+    settings: Settings = current_app.extensions["settings"]
+    deadline = invocation.deadline(settings)
+    try:
+        body = json.loads(request.get_data(cache=False) or b"null")
+    except ValueError as exc:
+        raise OpenAIRequestError(f"the body is not valid JSON: {exc}", None) from None
+    completion = parse(body, settings)
+    g.log_fields = {
+        **g.log_fields,
+        "api": "openai",
+        "modelId": completion.model_id,
+        "stream": completion.stream,
+    }
+    if completion.user:
+        g.log_fields["user"] = completion.user[:64]  # logged as said, never trusted for anything
+    if deadline <= time.monotonic():
+        return _error(503, "too little time is left before the Lambda deadline", None, "deadline")
+    if completion.stream:
+        writer = ChunkWriter(g.request_id, completion.model_id, completion.include_usage)
+    else:
+        writer = CompletionWriter(g.request_id, completion.model_id)
+    upstream = open_stream(
+        current_app.extensions["bedrock"], completion.converse_args, settings.retry_after_seconds
+    )
+    relay = Relay(
+        Pump(upstream),
+        writer,
+        started=g.started,
+        deadline=deadline,
+        heartbeat_seconds=settings.heartbeat_seconds,
+        peer=Peer.of(request.environ.get("gunicorn.socket"), settings.client_write_timeout_seconds),
+        listeners=[RequestLog(requestId=g.request_id, path=request.path, **g.log_fields)],
+    )
+    try:
+        if completion.stream:
+            response = Response(relay.body(), headers=STREAM_HEADERS, content_type=writer.content_type)
+            response.call_on_close(relay.close)
+            return response
+        body_bytes = relay.run()
+    except BaseException:
+        relay.close()
+        raise
+    summary = relay.summary
+    status = 200
+    if failure_of(summary) is not None:
+        # A real status, so an SDK raises: the deadline is a gateway timeout, any other end a bad gateway.
+        status = 504 if summary.stop_reason == "deadline" else 502
+        summary.status = status
+    response = Response(body_bytes, status=status, content_type=writer.content_type)
+    response.call_on_close(relay.close)
+    return response

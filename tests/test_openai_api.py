@@ -1,0 +1,158 @@
+"""The OpenAI-compatible API, driven by the official openai Python SDK against the running service."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import wait_for_record
+from tests.harness import AppProcess
+
+MODEL = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+JSON_MODE = {"type": "json_object"}
+IMAGE_PART = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+
+
+@pytest.fixture
+def client(app: AppProcess) -> openai.OpenAI:
+    # With auth off any key is accepted, as for local use; the SDK insists on one.
+    return openai.OpenAI(base_url=f"{app.url}/v1", api_key="local", max_retries=0, timeout=30)
+
+
+def ask(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}]
+
+
+def test_models_lists_the_allowed_ids(client):
+    assert [model.id for model in client.models.list()] == [MODEL]
+
+
+def test_a_streamed_completion_arrives_in_chunks_with_usage(client, standin):
+    stream = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "system", "content": "Be brief."}, *ask("[standin tokens=12 id=oa-stream] hi")],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes == ["stop"]
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 12
+    assert len({c.id for c in chunks}) == 1 and chunks[0].choices[0].delta.role == "assistant"
+    assert len(text.split()) == 12
+    assert wait_for_record(standin, "oa-stream", "complete").messages[0][0] == "user"
+
+
+def test_a_whole_completion_with_usage_and_length(client):
+    completion = client.chat.completions.create(
+        model=MODEL, messages=ask("[standin tokens=50] long"), max_completion_tokens=5
+    )
+    choice = completion.choices[0]
+    assert choice.finish_reason == "length"
+    assert len(choice.message.content.split()) == 5
+    assert completion.usage.completion_tokens == 5
+    assert completion.usage.total_tokens == completion.usage.prompt_tokens + 5
+
+
+def test_stop_reaches_bedrock(client, standin):
+    client.chat.completions.create(
+        model=MODEL, messages=ask("[standin tokens=3 id=oa-stop] hi"), stop="END", temperature=0.5, top_p=0.9
+    )
+    inference = wait_for_record(standin, "oa-stop", "complete").inference
+    assert inference == {"stopSequences": ["END"], "temperature": 0.5, "topP": 0.9}
+
+
+def test_reasoning_is_apart_from_the_content(client):
+    chunks = list(
+        client.chat.completions.create(
+            model=MODEL, messages=ask("[standin tokens=4 reasoning=3] hi"), stream=True
+        )
+    )
+    reasoning = "".join(getattr(c.choices[0].delta, "reasoning_content", None) or "" for c in chunks)
+    content = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert reasoning and content and reasoning not in content
+
+
+def test_unicode_split_across_chunks_arrives_whole(client, app):
+    prompt = "[standin text=unicode tokens=30]"
+    expected = httpx.post(f"{app.url}/chat", json={"prompt": prompt}, timeout=30).text
+    chunks = client.chat.completions.create(model=MODEL, messages=ask(prompt), stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == expected
+
+
+@pytest.mark.parametrize(
+    ("scenario", "exception", "status"),
+    [
+        ("[standin error=ValidationException]", openai.BadRequestError, 400),
+        ("[standin error=ResourceNotFoundException]", openai.NotFoundError, 404),
+        ("[standin error=ThrottlingException retry_after=7]", openai.RateLimitError, 429),
+        ("[standin error=ServiceUnavailableException]", openai.InternalServerError, 503),
+        ("[standin error=InternalServerException]", openai.InternalServerError, 502),
+    ],
+)
+def test_each_refusal_raises_the_sdks_exception(client, scenario, exception, status):
+    with pytest.raises(exception) as raised:
+        client.chat.completions.create(model=MODEL, messages=ask(scenario))
+    assert raised.value.status_code == status
+    assert raised.value.response.headers["x-request-id"]
+    if status == 429:
+        assert raised.value.response.headers["retry-after"] == "7"
+
+
+def test_a_mid_stream_failure_raises_and_never_looks_done(client):
+    stream = client.chat.completions.create(
+        model=MODEL, messages=ask("[standin tokens=20 stream_error=throttlingException after=5]"), stream=True
+    )
+    seen = []
+    with pytest.raises(openai.APIError, match="throttl"):
+        for chunk in stream:
+            seen.append(chunk)
+    assert seen and all(c.choices[0].finish_reason is None for c in seen if c.choices)
+
+
+def test_a_truncated_stream_raises(client):
+    stream = client.chat.completions.create(
+        model=MODEL, messages=ask("[standin tokens=20 truncate=clean after=5]"), stream=True
+    )
+    with pytest.raises(openai.APIError, match="ended before"):
+        list(stream)
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": "", "messages": [{"role": "user", "content": "hi"}]}, "model"),
+        ({"model": MODEL, "messages": [{"role": "robot", "content": "hi"}]}, "messages[0].role"),
+        ({"model": MODEL, "messages": [{"role": "assistant", "content": "hi"}]}, "messages"),
+        ({"model": MODEL, "messages": ask("hi"), "n": 2}, "n"),
+        ({"model": MODEL, "messages": ask("hi"), "logprobs": True}, "logprobs"),
+        (
+            {"model": MODEL, "messages": ask("hi"), "response_format": {"type": "json_object"}},
+            "response_format",
+        ),
+        ({"model": MODEL, "messages": ask("hi"), "temperature": 1.5}, "temperature"),
+        ({"model": MODEL, "messages": ask("hi"), "max_tokens": 10**9}, "max_tokens"),
+        ({"model": MODEL, "messages": ask("hi"), "stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"model": MODEL, "messages": ask("hi"), "seed": 3}, "seed"),
+        (
+            {
+                "model": MODEL,
+                "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}],
+            },
+            "messages[0].content[0]",
+        ),
+    ],
+)
+def test_bad_input_is_a_400_naming_the_param(client, body, param):
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(**body)
+    assert raised.value.param == param
+    assert raised.value.body["type"] == "invalid_request_error"
+
+
+def test_an_unknown_model_is_openais_404(client):
+    with pytest.raises(openai.NotFoundError) as raised:
+        client.chat.completions.create(model="gpt-4o", messages=ask("hi"))
+    assert raised.value.code == "model_not_found" and raised.value.param == "model"
