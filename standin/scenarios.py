@@ -78,6 +78,7 @@ class Scenario:
     silence: float = 0.0  # pause this many seconds after `after` tokens
     after: int = 0
     stamp: int = 0  # 1: end each answer delta with its index and emit time (see STAMP)
+    tool: str = ""  # after the text, call this tool of the request's (unless the last turn answers one)
     id: str = ""  # a label, so a test can find its request in the stand-in's records
 
     def check(self) -> Scenario:

@@ -44,6 +44,9 @@ class Record:
     # The conversation as Bedrock received it: (role, text) per message; and its inferenceConfig.
     messages: list = field(default_factory=list)
     inference: dict = field(default_factory=dict)
+    tool_results: list = field(default_factory=list)  # (toolUseId, text) in the last turn
+    images: int = 0
+    tools: list = field(default_factory=list)  # the toolConfig's tool names
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -73,13 +76,23 @@ class Handler(BaseHTTPRequestHandler):
         try:
             request = json.loads(body)
             messages = request["messages"]
-            prompt = messages[-1]["content"][0]["text"]
+            # The tag is in the latest text that has one: a turn that answers a tool call holds none.
+            texts = [block["text"] for m in reversed(messages) for block in m["content"] if "text" in block]
+            prompt = next((text for text in texts if "[standin" in text), texts[0])
             scenario = parse(prompt, self.server.defaults)
         except (ValueError, KeyError, IndexError, TypeError) as exc:
-            return self._error(400, "ValidationException", f"stand-in: {exc}")
+            return self._error(400, "ValidationException", f"stand-in: {exc!r}")
         record = Record(model_id, asdict(scenario), started=time.monotonic())
         record.messages = [(m.get("role"), (m.get("content") or [{}])[0].get("text")) for m in messages]
         record.inference = request.get("inferenceConfig") or {}
+        last = messages[-1]["content"]
+        record.tool_results = [
+            (b["toolResult"]["toolUseId"], b["toolResult"]["content"][0]["text"])
+            for b in last
+            if "toolResult" in b
+        ]
+        record.images = sum(1 for m in messages for b in m["content"] if "image" in b)
+        record.tools = [t["toolSpec"]["name"] for t in request.get("toolConfig", {}).get("tools", [])]
         self.server.records.append(record)
         if scenario.error:
             record.outcome, record.ended = "error", time.monotonic()
@@ -129,12 +142,27 @@ class Handler(BaseHTTPRequestHandler):
             return
         self._chunk(eventstream.event("contentBlockStop", {"contentBlockIndex": index}))
         stop = "max_tokens" if count < scenario.tokens else "end_turn"
+        if scenario.tool and not record.tool_results and scenario.tool in record.tools:
+            self._call_tool(index + 1, scenario.tool)
+            stop = "tool_use"
         self._chunk(eventstream.event("messageStop", {"stopReason": stop}))
         usage = {"inputTokens": prompt_words, "outputTokens": count, "totalTokens": prompt_words + count}
         latency = round((time.monotonic() - record.started) * 1000)
         self._chunk(eventstream.event("metadata", {"usage": usage, "metrics": {"latencyMs": latency}}))
         self._end()
         record.outcome = "complete"
+
+    def _call_tool(self, index: int, name: str) -> None:
+        """Call a tool as Bedrock does: a toolUse block whose input arrives as JSON fragments."""
+        start = {
+            "contentBlockIndex": index,
+            "start": {"toolUse": {"toolUseId": f"tooluse_{uuid.uuid4().hex[:12]}", "name": name}},
+        }
+        self._chunk(eventstream.event("contentBlockStart", start))
+        document = json.dumps({"city": "Zürich", "unit": "celsius"})
+        for piece in (document[:9], document[9:20], document[20:]):
+            self._delta(index, {"toolUse": {"input": piece}})
+        self._chunk(eventstream.event("contentBlockStop", {"contentBlockIndex": index}))
 
     def _interrupt(self, scenario: Scenario, record: Record) -> bool:
         """Act out a silence, an in-stream exception or a truncation; True if the stream is over."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -111,3 +113,14 @@ def dynamodb() -> Iterator[LocalStore]:
 def store_env(dynamodb) -> dict[str, str]:
     """The settings that point an app at the local store, through the SDK's own endpoint variable."""
     return {"AWS_ENDPOINT_URL_DYNAMODB": dynamodb.url, "STREAMS_TABLE": dynamodb.table}
+
+
+def caller_keys(*names: str) -> tuple[str, dict[str, dict[str, str]]]:
+    """Make an API key per caller: the API_KEY_HASHES setting, and each caller's X-Api-Key header.
+
+    Each name gets a random suffix: tests share one table, and one test's callers must not show up
+    in another's.
+    """
+    keys = {f"{name}-{secrets.token_hex(4)}": secrets.token_urlsafe(32) for name in names}
+    hashes = ",".join(f"{name}:{hashlib.sha256(key.encode()).hexdigest()}" for name, key in keys.items())
+    return hashes, {name.rsplit("-", 1)[0]: {"X-Api-Key": key} for name, key in keys.items()}

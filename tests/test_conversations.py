@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 import threading
 from collections.abc import Iterator
 
@@ -11,7 +9,7 @@ import httpx
 import pytest
 
 from standin.server import StandInServer
-from tests.conftest import store_env, wait_for_record
+from tests.conftest import caller_keys, store_env, wait_for_record
 from tests.harness import AppProcess, start_app
 
 NDJSON = {"Accept": "application/x-ndjson"}
@@ -114,11 +112,10 @@ def test_a_deleted_conversation_is_gone(store_app):
 
 
 def test_with_sign_in_each_caller_lists_and_touches_only_their_own(standin, dynamodb):
-    keys = {name: secrets.token_urlsafe(32) for name in ("alice", "bob")}
-    hashes = ",".join(f"{name}:{hashlib.sha256(key.encode()).hexdigest()}" for name, key in keys.items())
+    hashes, headers = caller_keys("alice", "bob")
     app = start_app(standin.url, **store_env(dynamodb), AUTH_MODE="api_key", API_KEY_HASHES=hashes)
     try:
-        alice, bob = ({"X-Api-Key": keys[name]} for name in ("alice", "bob"))
+        alice, bob = ({**headers[name]} for name in ("alice", "bob"))
         start, _, _ = chat(app, {"prompt": "[standin tokens=2] alice's question"}, alice)
         conversation_id = start["conversationId"]
         listed = httpx.get(f"{app.url}/conversations", headers=alice, timeout=10).json()["conversations"]

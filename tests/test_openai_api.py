@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 import httpx
 import openai
 import pytest
@@ -11,7 +14,6 @@ from tests.harness import AppProcess
 
 MODEL = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 JSON_MODE = {"type": "json_object"}
-IMAGE_PART = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
 
 
 @pytest.fixture
@@ -156,3 +158,86 @@ def test_an_unknown_model_is_openais_404(client):
     with pytest.raises(openai.NotFoundError) as raised:
         client.chat.completions.create(model="gpt-4o", messages=ask("hi"))
     assert raised.value.code == "model_not_found" and raised.value.param == "model"
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+def test_a_whole_tool_calling_round_trip(client, standin):
+    question = ask("[standin tokens=3 tool=get_weather id=oa-tool] what is the weather?")
+    first = client.chat.completions.create(model=MODEL, messages=question, tools=[WEATHER])
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    (call,) = choice.message.tool_calls
+    assert call.type == "function" and call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Zürich", "unit": "celsius"}
+    assert wait_for_record(standin, "oa-tool", "complete").tools == ["get_weather"]
+    # The client runs the tool and sends its answer back; the model answers in words.
+    history = [*question, choice.message.model_dump(exclude_none=True), tool_answer(call.id, "21 degrees")]
+    second = client.chat.completions.create(model=MODEL, messages=history, tools=[WEATHER])
+    assert second.choices[0].finish_reason == "stop" and second.choices[0].message.content
+    answered = [r for r in standin.records if r.tool_results]
+    assert answered[-1].tool_results == [(call.id, "21 degrees")]
+
+
+def tool_answer(call_id: str, text: str) -> dict:
+    return {"role": "tool", "tool_call_id": call_id, "content": text}
+
+
+def test_streamed_tool_calls_arrive_as_fragments(client):
+    question = ask("[standin tokens=2 tool=get_weather] weather?")
+    chunks = list(
+        client.chat.completions.create(model=MODEL, messages=question, tools=[WEATHER], stream=True)
+    )
+    calls = [call for c in chunks if c.choices for call in c.choices[0].delta.tool_calls or []]
+    assert calls[0].id and calls[0].function.name == "get_weather" and calls[0].index == 0
+    assert len(calls) > 2 and all(call.index == 0 for call in calls)
+    arguments = "".join(call.function.arguments or "" for call in calls)
+    assert json.loads(arguments) == {"city": "Zürich", "unit": "celsius"}
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+
+
+PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 64).decode()
+
+
+def test_an_image_reaches_bedrock_as_an_image_block(client, standin):
+    content = [
+        {"type": "text", "text": "[standin tokens=3 id=oa-image] what is this?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
+    ]
+    client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": content}])
+    assert wait_for_record(standin, "oa-image", "complete").images == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.com/cat.png",
+        "data:image/bmp;base64,AAAA",
+        "data:image/png;base64,not base64!",
+        "data:,",
+    ],
+)
+def test_a_bad_image_is_refused_naming_the_part(client, url):
+    content = [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": url}}]
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": content}])
+    assert raised.value.param == "messages[0].content[1]"
+
+
+def test_tool_messages_need_tools_and_a_call_id(client):
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(model=MODEL, messages=[*ask("hi"), tool_answer("x", "y")])
+    assert raised.value.param == "tools"
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(
+            model=MODEL, messages=[*ask("hi"), {"role": "tool", "content": "y"}], tools=[WEATHER]
+        )
+    assert raised.value.param == "messages[1].tool_call_id"

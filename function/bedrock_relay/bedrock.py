@@ -18,7 +18,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeout
 
 from . import aws
-from .events import Event, Failure, Reasoning, Stop, Text, Usage
+from .events import Event, Failure, Reasoning, Stop, Text, ToolInput, ToolUse, Usage
 from .settings import Settings
 
 # HTTP status for each error converse_stream() raises before the stream starts.
@@ -136,6 +136,14 @@ class BedrockStream:
                     elif "text" in delta.get("reasoningContent", ()):
                         seq += 1
                         yield Reasoning(seq, delta["reasoningContent"]["text"])
+                    elif "toolUse" in delta:
+                        index = event["contentBlockDelta"]["contentBlockIndex"]
+                        yield ToolInput(index, delta["toolUse"]["input"])
+                elif "contentBlockStart" in event:
+                    tool = event["contentBlockStart"].get("start", {}).get("toolUse")
+                    if tool:
+                        index = event["contentBlockStart"]["contentBlockIndex"]
+                        yield ToolUse(index, tool["toolUseId"], tool["name"])
                 elif "messageStop" in event:
                     stopped = True
                     yield Stop(event["messageStop"]["stopReason"])

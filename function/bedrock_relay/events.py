@@ -26,6 +26,21 @@ class Reasoning(NamedTuple):
     kind = "reasoning"
 
 
+class ToolUse(NamedTuple):
+    """The model starts a call of one of the request's tools, in content block `index`."""
+
+    index: int
+    id: str
+    name: str
+
+
+class ToolInput(NamedTuple):
+    """A fragment of a tool call's input, a JSON text whose fragments join into one document."""
+
+    index: int
+    fragment: str
+
+
 class Stop(NamedTuple):
     """The model finished its message, for the given reason."""
 
@@ -66,7 +81,8 @@ class Ended(NamedTuple):
 
 
 Delta = Text | Reasoning
-Event = Text | Reasoning | Stop | Usage | Failure | Interrupt | Ended
+Tool = ToolUse | ToolInput
+Event = Text | Reasoning | ToolUse | ToolInput | Stop | Usage | Failure | Interrupt | Ended
 
 
 class Upstream(Protocol):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .events import DEADLINE, Delta, Failure, Reasoning, Summary, Text
+from .events import DEADLINE, Delta, Failure, Reasoning, Summary, Text, Tool
 
 TEXT = "text/plain"
 SSE = "text/event-stream"
@@ -56,6 +56,10 @@ class NativeWriter:
     def start_data(self) -> dict:
         """Return the `start` event's data."""
         return {"requestId": self.request_id, "modelId": self.model_id, **self.ids}
+
+    def tool(self, event: Tool) -> bytes:  # noqa: ARG002 - the writer interface
+        """The native API sends no tools, so a tool call is not written."""
+        return b""
 
 
 class TextWriter(NativeWriter):

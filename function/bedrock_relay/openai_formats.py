@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from .events import CANCELLED, DEADLINE, Delta, Failure, Summary, Text
+from .events import CANCELLED, DEADLINE, Delta, Failure, Summary, Text, Tool, ToolUse
 
 # Bedrock's stopReason as OpenAI's finish_reason.
 FINISH_REASONS = {
@@ -66,6 +66,7 @@ class ChunkWriter(_Completion):
     def __init__(self, request_id: str, model_id: str, include_usage: bool) -> None:
         super().__init__(request_id, model_id)
         self.include_usage = include_usage
+        self._calls: dict[int, int] = {}  # content block index -> tool call index
         # Every chunk opens the same way; only the delta and finish_reason differ.
         self._head = (
             f'data: {{"id":"{self.id}","object":"chat.completion.chunk","created":{self.created},'
@@ -83,6 +84,20 @@ class ChunkWriter(_Completion):
     def delta(self, event: Delta) -> bytes:
         key = "content" if type(event) is Text else "reasoning_content"
         return self._chunk(f'{{"{key}":{_dumps(event.text)}}}')
+
+    def tool(self, event: Tool) -> bytes:
+        if type(event) is ToolUse:
+            # OpenAI numbers tool calls from 0; Bedrock numbers content blocks, text included.
+            self._calls[event.index] = len(self._calls)
+            call = {
+                "index": self._calls[event.index],
+                "id": event.id,
+                "type": "function",
+                "function": {"name": event.name, "arguments": ""},
+            }
+        else:
+            call = {"index": self._calls.get(event.index, 0), "function": {"arguments": event.fragment}}
+        return self._chunk(_dumps({"tool_calls": [call]}))
 
     def end(self, summary: Summary) -> bytes:
         failure = failure_of(summary)
@@ -115,6 +130,8 @@ class CompletionWriter(_Completion):
     def __init__(self, request_id: str, model_id: str) -> None:
         super().__init__(request_id, model_id)
         self._parts: dict[type, list[str]] = {Text: [], object: []}
+        self._calls: dict[int, dict] = {}
+        self._arguments: dict[int, list[str]] = {}
 
     def start(self) -> bytes:
         return b""
@@ -123,11 +140,27 @@ class CompletionWriter(_Completion):
         self._parts[Text if type(event) is Text else object].append(event.text)
         return b""
 
+    def tool(self, event: Tool) -> bytes:
+        if type(event) is ToolUse:
+            self._calls[event.index] = {"id": event.id, "type": "function", "function": {"name": event.name}}
+            self._arguments[event.index] = []
+        elif event.index in self._arguments:
+            self._arguments[event.index].append(event.fragment)
+        return b""
+
     def end(self, summary: Summary) -> bytes:
         failure = failure_of(summary)
         if failure is not None:
             return _dumps(error_object(failure.message, "server_error", None, failure.code)).encode()
-        message: dict = {"role": "assistant", "content": "".join(self._parts[Text]), "refusal": None}
+        text = "".join(self._parts[Text])
+        # A message that only calls tools has no content, as OpenAI's have.
+        content = (text or None) if self._calls else text
+        message: dict = {"role": "assistant", "content": content, "refusal": None}
+        if self._calls:
+            message["tool_calls"] = [
+                {**call, "function": {**call["function"], "arguments": "".join(self._arguments[index])}}
+                for index, call in self._calls.items()
+            ]
         reasoning = "".join(self._parts[object])
         if reasoning:
             message["reasoning_content"] = reasoning

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +30,14 @@ FIELDS = {
     "response_format",
     "presence_penalty",
     "frequency_penalty",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
 }
+# Bedrock's limits on images in one request (Converse API).
+MAX_IMAGES = 20
+MAX_IMAGE_BYTES = 3_750_000
+IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/gif": "gif", "image/webp": "webp"}
 MAX_STOP_SEQUENCES = 4
 
 
@@ -64,10 +74,13 @@ def parse(body: Any, settings: Settings) -> CompletionRequest:
     if model not in settings.allowed_model_ids:
         message = f"The model {excerpt(model)} does not exist or you do not have access to it."
         raise OpenAIRequestError(message, "model", 404, "model_not_found")
-    system, messages = _messages(body.get("messages"))
+    system, messages, uses_tools = _messages(body.get("messages"))
     args: dict = {"modelId": model, "messages": messages}
     if system:
-        args["system"] = [{"text": text} for text in system]
+        args["system"] = [{"text": text} for text in system if text.strip()]
+    tool_config = _tool_config(body, uses_tools)
+    if tool_config:
+        args["toolConfig"] = tool_config
     inference = _inference(body, settings)
     if inference:
         args["inferenceConfig"] = inference
@@ -97,32 +110,97 @@ def _refuse_what_bedrock_cannot_honour(body: dict) -> None:
             raise OpenAIRequestError(f"'{name}' is not available from Bedrock's Converse API", name)
 
 
-def _text(content: Any, where: str) -> str:
-    """A message's content as text: a string, or a list of text parts."""
+def _blocks(content: Any, where: str, images: list[int]) -> list[dict]:
+    """A user message's content as Converse blocks: a string, or a list of text and image_url parts."""
+    if isinstance(content, str):
+        return [{"text": content}]
+    if not isinstance(content, list) or not content:
+        raise OpenAIRequestError(
+            "'content' must be a string or a non-empty list of parts", f"{where}.content"
+        )
+    blocks = []
+    for index, part in enumerate(content):
+        place = f"{where}.content[{index}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            blocks.append({"text": part["text"]})
+        elif kind == "image_url":
+            images.append(1)
+            if len(images) > MAX_IMAGES:
+                raise OpenAIRequestError(f"at most {MAX_IMAGES} images may be sent in one request", place)
+            blocks.append({"image": _image(part.get("image_url"), place)})
+        else:
+            raise OpenAIRequestError("each part must be a text or an image_url part", place)
+    return blocks
+
+
+def _image(image_url: Any, place: str) -> dict:
+    """An image_url part with a data: URL as a Converse image block; the relay fetches nothing itself."""
+    url = image_url.get("url") if isinstance(image_url, dict) else None
+    if not isinstance(url, str) or not url.startswith("data:"):
+        raise OpenAIRequestError(
+            "'image_url.url' must be a data: URL (base64); the relay fetches nothing", place
+        )
+    header, _, data = url[5:].partition(",")
+    media_type, _, encoding = header.partition(";")
+    if media_type not in IMAGE_FORMATS or encoding != "base64":
+        formats = ", ".join(IMAGE_FORMATS)
+        raise OpenAIRequestError(f"'image_url.url' must be a base64 data: URL of {formats}", place)
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except binascii.Error:
+        raise OpenAIRequestError("'image_url.url' holds data that is not valid base64", place) from None
+    if not raw:
+        raise OpenAIRequestError("'image_url.url' holds no image", place)
+    if len(raw) > MAX_IMAGE_BYTES:
+        raise OpenAIRequestError(f"an image may be at most {MAX_IMAGE_BYTES} bytes, got {len(raw)}", place)
+    return {"format": IMAGE_FORMATS[media_type], "source": {"bytes": raw}}
+
+
+def _plain(content: Any, where: str) -> str:
+    """A system, assistant or tool message's content as text: a string, or a list of text parts."""
+    if content is None:
+        return ""
     if isinstance(content, str):
         return content
-    if isinstance(content, list) and content:
-        parts = []
-        for index, part in enumerate(content):
-            if (
-                not isinstance(part, dict)
-                or part.get("type") != "text"
-                or not isinstance(part.get("text"), str)
-            ):
-                kind = part.get("type") if isinstance(part, dict) else None
-                detail = f"'{kind}' parts are not supported yet" if kind else "each part must be a text part"
-                raise OpenAIRequestError(detail, f"{where}.content[{index}]")
-            parts.append(part["text"])
-        return "".join(parts)
+    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text" for p in content):
+        return "".join(str(part.get("text", "")) for part in content)
     raise OpenAIRequestError("'content' must be a string or a list of text parts", f"{where}.content")
 
 
-def _messages(raw: Any) -> tuple[list[str], list[dict]]:
-    """Split system (and developer) text from the turns, merging turns of one role, as Converse wants."""
+def _tool_uses(calls: Any, where: str) -> list[dict]:
+    """An assistant message's tool_calls as Converse toolUse blocks."""
+    if not isinstance(calls, list):
+        raise OpenAIRequestError("'tool_calls' must be a list", f"{where}.tool_calls")
+    blocks = []
+    for index, call in enumerate(calls):
+        place = f"{where}.tool_calls[{index}]"
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(call.get("id"), str):
+            raise OpenAIRequestError("each tool call needs an 'id' and a 'function'", place)
+        try:
+            arguments = json.loads(function.get("arguments") or "{}")
+        except ValueError:
+            raise OpenAIRequestError(
+                "'arguments' must be a JSON object", f"{place}.function.arguments"
+            ) from None
+        if not isinstance(arguments, dict):
+            raise OpenAIRequestError("'arguments' must be a JSON object", f"{place}.function.arguments")
+        name = function.get("name")
+        if not isinstance(name, str) or not name:
+            raise OpenAIRequestError("'name' must be the tool's name", f"{place}.function.name")
+        blocks.append({"toolUse": {"toolUseId": call["id"], "name": name, "input": arguments}})
+    return blocks
+
+
+def _messages(raw: Any) -> tuple[list[str], list[dict], bool]:
+    """Split system text from the turns, as Converse wants; tell whether any turn uses tools."""
     if not isinstance(raw, list) or not raw:
         raise OpenAIRequestError("'messages' must be a non-empty list", "messages")
     system: list[str] = []
     turns: list[dict] = []
+    images: list[int] = []
+    uses_tools = False
     for index, message in enumerate(raw):
         where = f"messages[{index}]"
         if not isinstance(message, dict):
@@ -130,26 +208,75 @@ def _messages(raw: Any) -> tuple[list[str], list[dict]]:
         role = message.get("role")
         if role not in ROLES:
             raise OpenAIRequestError(f"'role' must be one of {', '.join(ROLES)}", f"{where}.role")
-        if role == "tool":
-            raise OpenAIRequestError("tool messages are not supported yet", f"{where}.role")
-        if message.get("tool_calls"):
-            raise OpenAIRequestError("tool calls are not supported yet", f"{where}.tool_calls")
-        text = _text(message.get("content"), where)
         if role in ("system", "developer"):
-            system.append(text)
+            system.append(_plain(message.get("content"), where))
             continue
-        if not text.strip():
+        if role == "user":
+            blocks = _blocks(message.get("content"), where, images)
+        elif role == "tool":
+            # A tool's answer goes back to the model in the user's turn, as Converse wants.
+            call_id = message.get("tool_call_id")
+            if not isinstance(call_id, str) or not call_id:
+                raise OpenAIRequestError("a tool message needs its 'tool_call_id'", f"{where}.tool_call_id")
+            text = _plain(message.get("content"), where)
+            blocks = [{"toolResult": {"toolUseId": call_id, "content": [{"text": text or " "}]}}]
+            role, uses_tools = "user", True
+        else:
+            text = _plain(message.get("content"), where)
+            blocks = [{"text": text}] if text.strip() else []
+            if message.get("tool_calls"):
+                blocks += _tool_uses(message["tool_calls"], where)
+                uses_tools = True
+        if not any("text" not in block or block["text"].strip() for block in blocks):
             raise OpenAIRequestError("'content' must not be empty", f"{where}.content")
         if turns and turns[-1]["role"] == role:
             # Converse wants roles to alternate: consecutive turns of one role become one.
-            turns[-1]["content"].append({"text": text})
+            turns[-1]["content"].extend(blocks)
         else:
-            turns.append({"role": role, "content": [{"text": text}]})
+            turns.append({"role": role, "content": blocks})
     if not turns or turns[0]["role"] != "user":
         raise OpenAIRequestError("the first message after any system messages must be 'user'", "messages")
     if turns[-1]["role"] != "user":
-        raise OpenAIRequestError("the last message must be 'user'", "messages")
-    return system, turns
+        raise OpenAIRequestError("the last message must be 'user' or 'tool'", "messages")
+    return system, turns, uses_tools
+
+
+def _tool_config(body: dict, uses_tools: bool) -> dict | None:
+    """`tools` and `tool_choice` as Converse's toolConfig."""
+    tools, choice = body.get("tools"), body.get("tool_choice")
+    if tools is None:
+        if uses_tools:
+            raise OpenAIRequestError("messages use tools, so 'tools' must list them", "tools")
+        if choice not in (None, "none"):
+            raise OpenAIRequestError("'tool_choice' needs 'tools'", "tool_choice")
+        return None
+    if not isinstance(tools, list) or not tools:
+        raise OpenAIRequestError("'tools' must be a non-empty list", "tools")
+    specs = []
+    for index, tool in enumerate(tools):
+        function = tool.get("function") if isinstance(tool, dict) and tool.get("type") == "function" else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise OpenAIRequestError("each tool must be a function with a 'name'", f"tools[{index}]")
+        parameters = function.get("parameters") or {"type": "object", "properties": {}}
+        spec: dict = {"name": function["name"], "inputSchema": {"json": parameters}}
+        if function.get("description"):
+            spec["description"] = function["description"]
+        specs.append({"toolSpec": spec})
+    config: dict = {"tools": specs}
+    if choice in (None, "auto"):
+        config["toolChoice"] = {"auto": {}}
+    elif choice == "required":
+        config["toolChoice"] = {"any": {}}
+    elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+        config["toolChoice"] = {"tool": {"name": choice["function"].get("name")}}
+    elif choice == "none":
+        # Converse has no "none": with no tool history, leaving the tools out says the same.
+        if uses_tools:
+            raise OpenAIRequestError("'none' cannot be honoured once messages use tools", "tool_choice")
+        return None
+    else:
+        raise OpenAIRequestError("'tool_choice' must be auto, required, none or a function", "tool_choice")
+    return config
 
 
 def _number(body: dict, name: str, low: float, high: float, integer: bool = False) -> float | None:

@@ -23,6 +23,9 @@ from .events import (
     Stop,
     Summary,
     Text,
+    Tool,
+    ToolInput,
+    ToolUse,
     Usage,
 )
 from .pump import END
@@ -61,6 +64,9 @@ class Writer(Protocol):
     def start(self) -> bytes: ...
 
     def delta(self, event: Delta) -> bytes: ...
+
+    def tool(self, event: Tool) -> bytes:
+        """Return the bytes for a tool call's start or a fragment of its input (b"" to skip it)."""
 
     def end(self, summary: Summary) -> bytes:
         """Return the last bytes: an end or an error, as `summary.failure` says."""
@@ -194,6 +200,8 @@ class Relay:
                     summary.ttft_ms = self._ms_since_start()
                 summary.deltas += 1
                 out.append(writer.delta(event))
+            elif kind is ToolUse or kind is ToolInput:
+                out.append(writer.tool(event))
             elif kind is Stop:
                 summary.stop_reason = event.reason
             elif kind is Usage:
