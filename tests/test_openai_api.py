@@ -9,8 +9,8 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import wait_for_record
-from tests.harness import AppProcess
+from tests.conftest import caller_keys, store_env, wait_for_record
+from tests.harness import AppProcess, start_app
 
 MODEL = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 JSON_MODE = {"type": "json_object"}
@@ -241,3 +241,39 @@ def test_tool_messages_need_tools_and_a_call_id(client):
             model=MODEL, messages=[*ask("hi"), {"role": "tool", "content": "y"}], tools=[WEATHER]
         )
     assert raised.value.param == "messages[1].tool_call_id"
+
+
+def test_with_sign_in_a_bearer_key_is_the_api_key_and_refusals_are_openais(standin):
+    hashes, headers = caller_keys("sdk")
+    app = start_app(standin.url, AUTH_MODE="api_key", API_KEY_HASHES=hashes)
+    try:
+        key = headers["sdk"]["X-Api-Key"]
+        signed = openai.OpenAI(base_url=f"{app.url}/v1", api_key=key, max_retries=0, timeout=30)
+        assert signed.chat.completions.create(model=MODEL, messages=ask("[standin tokens=2] hi")).choices
+        stranger = openai.OpenAI(base_url=f"{app.url}/v1", api_key="not-a-key", max_retries=0, timeout=30)
+        with pytest.raises(openai.AuthenticationError) as raised:
+            stranger.chat.completions.create(model=MODEL, messages=ask("hi"))
+        assert raised.value.body["type"] == "authentication_error"
+        assert raised.value.code == "unknown_api_key"
+    finally:
+        app.stop()
+
+
+def test_with_the_store_a_completion_can_be_cancelled_from_anywhere(standin, dynamodb):
+    app = start_app(standin.url, **store_env(dynamodb), BEDROCK_MAX_ATTEMPTS="1")
+    try:
+        sdk = openai.OpenAI(base_url=f"{app.url}/v1", api_key="local", max_retries=0, timeout=30)
+        prompt = ask("[standin tokens=2000 tps=20 ttft=0 id=oa-cancel] go")
+        with sdk.chat.completions.with_streaming_response.create(
+            model=MODEL, messages=prompt, stream=True
+        ) as raw:
+            stream_id = raw.headers["x-stream-id"]
+            chunks = raw.parse()
+            next(iter(chunks))
+            assert httpx.post(f"{app.url}/chat/{stream_id}/cancel", timeout=10).status_code == 202
+            wait_for_record(standin, "oa-cancel", "client_closed")
+            # A cancelled answer is not a whole one: the SDK raises rather than finish quietly.
+            with pytest.raises(openai.APIError, match="cancelled"):
+                list(chunks)
+    finally:
+        app.stop()

@@ -114,20 +114,9 @@ def chat() -> Response:
     pump = Pump(upstream)
     listeners: list[Listener] = [log]
     if store is not None:
-        from .recorder import Recorder
-        from .streams_api import owner
-
         if keeper is not None:
             listeners.append(keeper)
-        opening = {
-            "owner": owner(),
-            "model_id": chat_request.model_id,
-            "live_until": time.time() + (deadline - time.monotonic()),
-        }
-        interval = settings.persist_interval_ms / 1000
-        recorder = Recorder(store, stream_id, opening, interval, lambda: pump.interrupt(Interrupt(CANCELLED)))
-        recorder.start()
-        listeners.append(recorder)
+        listeners.append(record(store, pump, chat_request.model_id, deadline))
     relay = Relay(
         pump,
         writer,
@@ -139,6 +128,23 @@ def chat() -> Response:
         detach=store is not None,
     )
     return respond(relay, media_type, {"X-Stream-Id": stream_id} if stream_id else {})
+
+
+def record(store: Store, pump: Pump, model_id: str, deadline: float) -> Listener:
+    """Keep this request's stream in the store, under its request id, from now until its end."""
+    from .recorder import Recorder
+    from .streams_api import owner
+
+    settings: Settings = current_app.extensions["settings"]
+    opening = {
+        "owner": owner(),
+        "model_id": model_id,
+        "live_until": time.time() + (deadline - time.monotonic()),
+    }
+    interval = settings.persist_interval_ms / 1000
+    recorder = Recorder(store, g.request_id, opening, interval, lambda: pump.interrupt(Interrupt(CANCELLED)))
+    recorder.start()
+    return recorder
 
 
 def _conversation(store: Store, chat_request: ChatRequest, stream_id: str) -> Keeper | None:

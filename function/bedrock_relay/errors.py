@@ -47,9 +47,25 @@ def store_unavailable() -> Refusal:
     return Refusal(503, "store_unavailable", "the stream store is unavailable", {"Retry-After": "2"})
 
 
-def error_response(status: int, code: str, message: str, headers: dict | None = None) -> Response:
-    """Return the one JSON error shape every native failure uses."""
-    response = jsonify(error_body(code, message))
+# The `type` OpenAI's SDKs expect with each status, for errors on the /v1 routes.
+OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict | None = None, param: str | None = None
+) -> Response:
+    """Return the native error shape; on the OpenAI-compatible routes (/v1/...), OpenAI's."""
+    if request.path.startswith("/v1/"):
+        kind = OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+        response = jsonify(error={"message": message, "type": kind, "param": param, "code": code})
+    else:
+        response = jsonify(error_body(code, message))
     response.status_code = status
     response.headers.update(headers or {})
     return response

@@ -10,35 +10,23 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from . import invocation
 from .bedrock import UpstreamError, open_stream
-from .chat_api import STREAM_HEADERS
-from .errors import log_rejected
+from .chat_api import STREAM_HEADERS, record
+from .errors import error_response, log_rejected
 from .logs import RequestLog
-from .openai_formats import ChunkWriter, CompletionWriter, error_object, failure_of
+from .openai_formats import ChunkWriter, CompletionWriter, failure_of
 from .openai_request import OpenAIRequestError, parse
 from .peer import Peer
 from .pump import Pump
-from .relay import Relay
+from .relay import Listener, Relay
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("openai", __name__, url_prefix="/v1")
-# The error `type` OpenAI's SDKs expect with each status.
-ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "invalid_request_error",
-    429: "rate_limit_error",
-}
 
 
 def _error(status: int, message: str, param: str | None = None, code: str | None = None, **headers: str):
-    kind = ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    log_rejected(status, code or kind, message)
-    response = jsonify(error_object(message, kind, param, code))
-    response.status_code = status
-    response.headers.update(headers)
-    return response
+    log_rejected(status, code or "invalid_request", message)
+    return error_response(status, code or "invalid_request", message, headers, param)
 
 
 @bp.errorhandler(OpenAIRequestError)
@@ -87,21 +75,29 @@ def chat_completions() -> Response:
         writer = ChunkWriter(g.request_id, completion.model_id, completion.include_usage)
     else:
         writer = CompletionWriter(g.request_id, completion.model_id)
-    upstream = open_stream(
-        current_app.extensions["bedrock"], completion.converse_args, settings.retry_after_seconds
-    )
+    store = current_app.extensions.get("store")
+    headers = {"X-Stream-Id": g.request_id} if store is not None else {}
+    g.log_fields.update({"streamId": g.request_id} if store is not None else {})
+    bedrock, args = current_app.extensions["bedrock"], completion.converse_args
+    pump = Pump(open_stream(bedrock, args, settings.retry_after_seconds))
+    listeners: list[Listener] = [RequestLog(requestId=g.request_id, path=request.path, **g.log_fields)]
+    if store is not None:
+        # Kept as /chat streams are: POST /chat/{id}/cancel stops it, GET /chat/{id} replays it.
+        listeners.append(record(store, pump, completion.model_id, deadline))
     relay = Relay(
-        Pump(upstream),
+        pump,
         writer,
         started=g.started,
         deadline=deadline,
         heartbeat_seconds=settings.heartbeat_seconds,
         peer=Peer.of(request.environ.get("gunicorn.socket"), settings.client_write_timeout_seconds),
-        listeners=[RequestLog(requestId=g.request_id, path=request.path, **g.log_fields)],
+        listeners=listeners,
+        detach=store is not None,
     )
     try:
         if completion.stream:
-            response = Response(relay.body(), headers=STREAM_HEADERS, content_type=writer.content_type)
+            headers = {**STREAM_HEADERS, **headers}
+            response = Response(relay.body(), headers=headers, content_type=writer.content_type)
             response.call_on_close(relay.close)
             return response
         body_bytes = relay.run()
@@ -114,6 +110,6 @@ def chat_completions() -> Response:
         # A real status, so an SDK raises: the deadline is a gateway timeout, any other end a bad gateway.
         status = 504 if summary.stop_reason == "deadline" else 502
         summary.status = status
-    response = Response(body_bytes, status=status, content_type=writer.content_type)
+    response = Response(body_bytes, status=status, headers=headers, content_type=writer.content_type)
     response.call_on_close(relay.close)
     return response
