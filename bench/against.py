@@ -85,7 +85,7 @@ def rows(result: dict) -> list[tuple[str, str, str]]:
 
     return [
         ("spawn to ready, median", *both(lambda v: f"{v['spawn_to_ready_median_ms']:g} ms")),
-        ("throughput relay / direct, median (text, sse, ndjson)", *both(ratios)),
+        (f"throughput relay / direct, median ({', '.join(measure.FORMATS)})", *both(ratios)),
         (
             "64 streams: added p99 per round",
             *both(lambda v: ", ".join(f"{x:g}" for x in v["concurrency_64_added_p99_ms"]) + " ms"),

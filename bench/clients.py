@@ -13,10 +13,13 @@ from .stamps import Arrival, StampReader, stamp_of
 
 MODEL_ID = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 # What a successful stream ends with, per format; an error event replaces it.
+# OPENAI is not a media type: it names the OpenAI-compatible route, read as its SSE chunks.
+OPENAI = "openai"
 END_MARKERS = {
     "text/plain": b"0\r\n\r\n",
     "text/event-stream": b"event: end",
     "application/x-ndjson": b'"type":"end"',
+    OPENAI: b"data: [DONE]",
 }
 
 
@@ -51,9 +54,17 @@ class RelayStream:
 
     def __init__(self, url: str, accept: str, prompt_text: str, tokens: int):
         parts = urlsplit(url)
-        body = json.dumps({"prompt": prompt_text}).encode()
+        path, media_type, request = "/chat", accept, {"prompt": prompt_text}
+        if accept == OPENAI:
+            path, media_type = "/v1/chat/completions", "text/event-stream"
+            request = {
+                "model": MODEL_ID,
+                "stream": True,
+                "messages": [{"role": "user", "content": prompt_text}],
+            }
+        body = json.dumps(request).encode()
         head = (
-            f"POST /chat HTTP/1.1\r\nHost: {parts.netloc}\r\nAccept: {accept}\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nAccept: {media_type}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
         )
         self.accept = accept

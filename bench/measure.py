@@ -9,10 +9,16 @@ import time
 from typing import Any
 
 from . import services
-from .clients import RelayStream, direct_stream, prompt, relay_stream, stalled_request
+from .clients import OPENAI, RelayStream, direct_stream, prompt, relay_stream, stalled_request
 from .stats import median, slope_per_minute, summarize_ms
 
-FORMATS = {"text": "text/plain", "sse": "text/event-stream", "ndjson": "application/x-ndjson"}
+# The native formats, and the OpenAI-compatible route's chunks, each measured against the floor.
+FORMATS = {
+    "text": "text/plain",
+    "sse": "text/event-stream",
+    "ndjson": "application/x-ndjson",
+    "openai": OPENAI,
+}
 
 
 def _read(kind: str, app_url: str, client: Any, prompt_text: str, tokens: int):

@@ -122,10 +122,10 @@ def rows(figures: dict) -> list[tuple[str, str, str, str]]:
     if "store" in figures:
         store = figures["store"]
         by_reader = store["latency"]["by_reader"]
-        worst = max(by_reader[kind]["p99_over_floor_ms"] for kind in ("text", "sse", "ndjson"))
+        worst = max(by_reader[kind]["p99_over_floor_ms"] for kind in FORMATS)
         add(
             "store on: added p99 over floor, worst format "
-            f"({', '.join(str(by_reader[kind]['p99_over_floor_ms']) for kind in ('text', 'sse', 'ndjson'))})",
+            f"({', '.join(str(by_reader[kind]['p99_over_floor_ms']) for kind in FORMATS)})",
             worst,
             "ms",
             "<= 1 ms",
