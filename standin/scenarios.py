@@ -79,6 +79,7 @@ class Scenario:
     after: int = 0
     stamp: int = 0  # 1: end each answer delta with its index and emit time (see STAMP)
     tool: str = ""  # after the text, call this tool of the request's (unless the last turn answers one)
+    cached: int = 0  # report this many input tokens read from the prompt cache
     id: str = ""  # a label, so a test can find its request in the stand-in's records
 
     def check(self) -> Scenario:

@@ -147,6 +147,8 @@ class Handler(BaseHTTPRequestHandler):
             stop = "tool_use"
         self._chunk(eventstream.event("messageStop", {"stopReason": stop}))
         usage = {"inputTokens": prompt_words, "outputTokens": count, "totalTokens": prompt_words + count}
+        if scenario.cached:
+            usage["cacheReadInputTokens"] = scenario.cached
         latency = round((time.monotonic() - record.started) * 1000)
         self._chunk(eventstream.event("metadata", {"usage": usage, "metrics": {"latencyMs": latency}}))
         self._end()

@@ -277,3 +277,26 @@ def test_with_the_store_a_completion_can_be_cancelled_from_anywhere(standin, dyn
                 list(chunks)
     finally:
         app.stop()
+
+
+def test_cached_prompt_tokens_are_reported_when_bedrock_reports_them(client):
+    completion = client.chat.completions.create(
+        model=MODEL, messages=ask("[standin tokens=2 cached=1024] hi")
+    )
+    assert completion.usage.prompt_tokens_details.cached_tokens == 1024
+    plain = client.chat.completions.create(model=MODEL, messages=ask("[standin tokens=2] hi"))
+    assert plain.usage.prompt_tokens_details is None
+
+
+def test_an_oversized_image_is_refused_before_bedrock_is_called():
+    from bedrock_relay.openai_request import MAX_IMAGE_BYTES, OpenAIRequestError, parse
+    from bedrock_relay.settings import Settings
+
+    big = base64.b64encode(b"\0" * (MAX_IMAGE_BYTES + 1)).decode()
+    content = [
+        {"type": "text", "text": "hi"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{big}"}},
+    ]
+    with pytest.raises(OpenAIRequestError) as raised:
+        parse({"model": MODEL, "messages": [{"role": "user", "content": content}]}, Settings())
+    assert raised.value.param == "messages[0].content[1]" and str(MAX_IMAGE_BYTES) in raised.value.message

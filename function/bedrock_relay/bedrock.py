@@ -155,6 +155,8 @@ class BedrockStream:
                         usage.get("outputTokens", 0),
                         usage.get("totalTokens", 0),
                         event["metadata"].get("metrics", {}).get("latencyMs"),
+                        usage.get("cacheReadInputTokens"),
+                        usage.get("cacheWriteInputTokens"),
                     )
         except EventStreamError as exc:
             error = exc.response.get("Error", {})

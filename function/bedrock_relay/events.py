@@ -54,6 +54,9 @@ class Usage(NamedTuple):
     output_tokens: int
     total_tokens: int
     latency_ms: int | None = None
+    # Prompt caching: input tokens read from, and written to, the cache, when Bedrock reports them.
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
 
 
 class Failure(NamedTuple):

@@ -40,11 +40,14 @@ def usage_of(summary: Summary) -> dict | None:
     usage = summary.usage
     if usage is None:
         return None
-    return {
+    counts: dict = {
         "prompt_tokens": usage.input_tokens,
         "completion_tokens": usage.output_tokens,
         "total_tokens": usage.total_tokens,
     }
+    if usage.cache_read_tokens is not None:
+        counts["prompt_tokens_details"] = {"cached_tokens": usage.cache_read_tokens}
+    return counts
 
 
 class _Completion:
