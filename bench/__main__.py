@@ -82,7 +82,7 @@ def main() -> None:
     store_app = services.start_app(standin.url, **app_env, **store_env)
     try:
         step("store on: added latency at 100 tok/s, and DynamoDB requests per 1,000 tokens")
-        tokens, rounds = (100, 1) if quick else (300, 2)
+        tokens, rounds = (100, 1) if quick else (300, 4)
         latency = measure.added_latency(store_app.url, client, tokens, rounds)
         latency.pop("samples")
         figures["store"] = {

@@ -300,3 +300,85 @@ def test_an_oversized_image_is_refused_before_bedrock_is_called():
     with pytest.raises(OpenAIRequestError) as raised:
         parse({"model": MODEL, "messages": [{"role": "user", "content": content}]}, Settings())
     assert raised.value.param == "messages[0].content[1]" and str(MAX_IMAGE_BYTES) in raised.value.message
+
+
+NUMBERED_DESCRIPTION = {**WEATHER, "function": {**WEATHER["function"], "description": 5}}
+
+
+def raw(app: AppProcess, body: object) -> httpx.Response:
+    return httpx.post(f"{app.url}/v1/chat/completions", json=body, timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"tools": [{"type": "function", "function": {"name": ""}}]}, "tools[0]"),
+        (
+            {"tools": [{**WEATHER, "function": {**WEATHER["function"], "description": 5}}]},
+            "tools[0].function.description",
+        ),
+        (
+            {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "other"}}},
+            "tool_choice",
+        ),
+        ({"parallel_tool_calls": False, "tools": [WEATHER]}, "parallel_tool_calls"),
+    ],
+)
+def test_tools_bedrock_would_refuse_are_a_400_naming_the_param(app, body, param):
+    response = raw(app, {"model": MODEL, "messages": ask("hi"), **body})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
+
+
+def test_tool_call_arguments_must_be_a_json_object(app):
+    history = [
+        *ask("hi"),
+        {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {}}]},
+    ]
+    for arguments, status in (({"city": "Oslo"}, 200), ("[1, 2]", 400), (5, 400)):
+        history[1]["tool_calls"][0]["function"] = {"name": "get_weather", "arguments": arguments}
+        messages = [*history, tool_answer("c1", "")]  # an empty output is sent as words, never blank
+        response = raw(app, {"model": MODEL, "messages": messages, "tools": [WEATHER]})
+        assert response.status_code == status, response.text
+        if status == 400:
+            assert response.json()["error"]["param"] == "messages[1].tool_calls[0].function.arguments"
+
+
+def test_a_deeply_nested_body_is_a_400_not_a_crash(app):
+    response = httpx.post(f"{app.url}/v1/chat/completions", content=b"[" * 5000, timeout=30)
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_blank_text_and_system_parts_are_left_out_not_sent_blank(app, standin):
+    content = [
+        {"type": "text", "text": "  "},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
+        {"type": "text", "text": "[standin tokens=2 id=oa-blank] and this?"},
+    ]
+    messages = [{"role": "system", "content": ""}, {"role": "user", "content": content}]
+    assert raw(app, {"model": MODEL, "messages": messages}).status_code == 200
+    assert wait_for_record(standin, "oa-blank", "complete").images == 1
+
+
+def test_a_failure_that_would_fail_again_tells_the_sdk_not_to_retry(app, standin):
+    sdk = openai.OpenAI(base_url=f"{app.url}/v1", api_key="local", timeout=30)  # the SDK's own retries on
+    prompt = ask("[standin tokens=5 stream_error=validationException after=2 id=oa-noretry] hi")
+    with pytest.raises(openai.InternalServerError) as raised:
+        sdk.chat.completions.create(model=MODEL, messages=prompt)
+    assert raised.value.response.headers["x-should-retry"] == "false"
+    assert len([r for r in standin.records if r.scenario["id"] == "oa-noretry"]) == 1
+
+
+def test_a_tool_call_without_input_has_empty_object_arguments():
+    from bedrock_relay.events import Stop, Summary, ToolUse
+    from bedrock_relay.openai_formats import ChunkWriter, CompletionWriter
+
+    summary = Summary(stop_reason=Stop("tool_use").reason)
+    whole = CompletionWriter("r", MODEL)
+    whole.tool(ToolUse(1, "t1", "now"))
+    answer = json.loads(whole.end(summary))
+    assert answer["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] == "{}"
+    chunks = ChunkWriter("r", MODEL, include_usage=False)
+    streamed = (chunks.tool(ToolUse(1, "t1", "now")) + chunks.end(summary)).decode()
+    assert '"arguments":"{}"' in streamed and streamed.endswith("data: [DONE]\n\n")

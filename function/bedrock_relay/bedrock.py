@@ -12,6 +12,7 @@ from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     EventStreamError,
+    ParamValidationError,
     ReadTimeoutError,
 )
 from urllib3.exceptions import HTTPError as Urllib3Error
@@ -89,6 +90,9 @@ def open_stream(client: Any, request: dict, retry_after: int) -> BedrockStream:
         wait = _retry_after(headers.get("retry-after"), retry_after) if status == 429 else None
         message = f"Bedrock: {error.get('Message', code)}"
         raise UpstreamError(status, code, message, wait, metadata.get("RetryAttempts", 0) + 1) from exc
+    except ParamValidationError as exc:
+        # botocore's own check of the request's shape: the caller's input, not Bedrock being down.
+        raise UpstreamError(400, "ValidationException", f"Bedrock would refuse the request: {exc}") from exc
     except BotoCoreError as exc:
         raise UpstreamError(502, "UpstreamUnavailable", f"Bedrock could not be reached: {exc}") from exc
     return BedrockStream(response["stream"], response.get(_HTTP_RESPONSE_KEY))

@@ -49,7 +49,7 @@ def _upstream_error(exc: UpstreamError) -> Response:
     return error_response(exc.status, exc.code, exc.message, headers)
 
 
-def _read_body(settings: Settings) -> bytes:
+def read_body(settings: Settings) -> bytes:
     try:
         data = request.get_data(cache=False)
     except ClientDisconnected as exc:
@@ -83,7 +83,7 @@ def chat() -> Response:
     # Taken before the Bedrock call, so a slow start eats into the stream, not past the deadline.
     deadline = invocation.deadline(settings)
     g.log_fields = {**g.get("log_fields", {}), "format": media_type}
-    chat_request = validate(parse_body(_read_body(settings)), settings)
+    chat_request = validate(parse_body(read_body(settings)), settings)
     g.log_fields["modelId"] = chat_request.model_id
     if deadline <= time.monotonic():
         message = "too little time is left before the Lambda deadline"

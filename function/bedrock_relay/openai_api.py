@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
@@ -10,7 +9,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from . import invocation
 from .bedrock import UpstreamError, open_stream
-from .chat_api import STREAM_HEADERS, record
+from .chat_api import STREAM_HEADERS, read_body, record
 from .errors import error_response, log_rejected
 from .logs import RequestLog
 from .openai_formats import ChunkWriter, CompletionWriter, failure_of
@@ -19,6 +18,7 @@ from .peer import Peer
 from .pump import Pump
 from .relay import Listener, Relay
 from .settings import Settings
+from .validation import InvalidRequest, parse_body
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("openai", __name__, url_prefix="/v1")
@@ -57,9 +57,10 @@ def chat_completions() -> Response:
     settings: Settings = current_app.extensions["settings"]
     deadline = invocation.deadline(settings)
     try:
-        body = json.loads(request.get_data(cache=False) or b"null")
-    except ValueError as exc:
-        raise OpenAIRequestError(f"the body is not valid JSON: {exc}", None) from None
+        # Read and decoded as /chat's are: the same size limit, timeouts and JSON hardening.
+        body = parse_body(read_body(settings))
+    except InvalidRequest as exc:
+        raise OpenAIRequestError(exc.message, None) from None
     completion = parse(body, settings)
     g.log_fields = {
         **g.log_fields,
@@ -106,10 +107,14 @@ def chat_completions() -> Response:
         raise
     summary = relay.summary
     status = 200
-    if failure_of(summary) is not None:
+    failure = failure_of(summary)
+    if failure is not None:
         # A real status, so an SDK raises: the deadline is a gateway timeout, any other end a bad gateway.
         status = 504 if summary.stop_reason == "deadline" else 502
         summary.status = status
+        if not failure.retryable:
+            # The SDKs retry a 5xx by themselves: not a cancel, nor what would fail the same way again.
+            headers = {**headers, "x-should-retry": "false"}
     response = Response(body_bytes, status=status, headers=headers, content_type=writer.content_type)
     response.call_on_close(relay.close)
     return response

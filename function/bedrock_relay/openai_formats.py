@@ -70,6 +70,7 @@ class ChunkWriter(_Completion):
         super().__init__(request_id, model_id)
         self.include_usage = include_usage
         self._calls: dict[int, int] = {}  # content block index -> tool call index
+        self._with_input: set[int] = set()  # tool calls that got some input
         # Every chunk opens the same way; only the delta and finish_reason differ.
         self._head = (
             f'data: {{"id":"{self.id}","object":"chat.completion.chunk","created":{self.created},'
@@ -100,6 +101,7 @@ class ChunkWriter(_Completion):
             }
         else:
             call = {"index": self._calls.get(event.index, 0), "function": {"arguments": event.fragment}}
+            self._with_input.add(call["index"])
         return self._chunk(_dumps({"tool_calls": [call]}))
 
     def end(self, summary: Summary) -> bytes:
@@ -109,7 +111,14 @@ class ChunkWriter(_Completion):
             error = error_object(failure.message, "server_error", None, failure.code)
             return f"data: {_dumps(error)}\n\n".encode(errors="replace")
         finish = FINISH_REASONS.get(summary.stop_reason or "", "stop")
-        out = self._chunk("{}", f'"{finish}"')
+        out = b""
+        for index in self._calls.values():
+            if index not in self._with_input:
+                # A call without input has the arguments "{}", as OpenAI's have, for json.loads.
+                out += self._chunk(
+                    _dumps({"tool_calls": [{"index": index, "function": {"arguments": "{}"}}]})
+                )
+        out += self._chunk("{}", f'"{finish}"')
         if self.include_usage:
             usage = {
                 "id": self.id,
@@ -151,6 +160,10 @@ class CompletionWriter(_Completion):
             self._arguments[event.index].append(event.fragment)
         return b""
 
+    def _joined(self, index: int) -> str:
+        # A call without input has the arguments "{}", as OpenAI's have, for json.loads.
+        return "".join(self._arguments[index]) or "{}"
+
     def end(self, summary: Summary) -> bytes:
         failure = failure_of(summary)
         if failure is not None:
@@ -161,7 +174,7 @@ class CompletionWriter(_Completion):
         message: dict = {"role": "assistant", "content": content, "refusal": None}
         if self._calls:
             message["tool_calls"] = [
-                {**call, "function": {**call["function"], "arguments": "".join(self._arguments[index])}}
+                {**call, "function": {**call["function"], "arguments": self._joined(index)}}
                 for index, call in self._calls.items()
             ]
         reasoning = "".join(self._parts[object])

@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,7 @@ MAX_IMAGES = 20
 MAX_IMAGE_BYTES = 3_750_000
 IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/gif": "gif", "image/webp": "webp"}
 MAX_STOP_SEQUENCES = 4
+TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 
 
 class OpenAIRequestError(ValueError):
@@ -78,13 +80,15 @@ def parse(body: Any, settings: Settings) -> CompletionRequest:
     args: dict = {"modelId": model, "messages": messages}
     if system:
         args["system"] = [{"text": text} for text in system if text.strip()]
+        if not args["system"]:
+            del args["system"]
     tool_config = _tool_config(body, uses_tools)
     if tool_config:
         args["toolConfig"] = tool_config
     inference = _inference(body, settings)
     if inference:
         args["inferenceConfig"] = inference
-    stream = body.get("stream", False)
+    stream = body.get("stream") or False
     if not isinstance(stream, bool):
         raise OpenAIRequestError("'stream' must be true or false", "stream")
     options = body.get("stream_options") or {}
@@ -97,7 +101,7 @@ def parse(body: Any, settings: Settings) -> CompletionRequest:
 
 
 def _refuse_what_bedrock_cannot_honour(body: dict) -> None:
-    if body.get("n", 1) != 1:
+    if body.get("n") not in (None, 1):
         raise OpenAIRequestError("'n' must be 1: Bedrock writes one answer per request", "n")
     if body.get("logprobs"):
         raise OpenAIRequestError("'logprobs' is not available from Bedrock's Converse API", "logprobs")
@@ -105,6 +109,9 @@ def _refuse_what_bedrock_cannot_honour(body: dict) -> None:
     if response_format is not None and response_format != {"type": "text"}:
         message = '\'response_format\' may only be {"type": "text"}: these models have no JSON mode here'
         raise OpenAIRequestError(message, "response_format")
+    if body.get("parallel_tool_calls") is False:
+        message = "'parallel_tool_calls' false cannot be honoured: Bedrock's models decide that themselves"
+        raise OpenAIRequestError(message, "parallel_tool_calls")
     for name in ("presence_penalty", "frequency_penalty"):
         if body.get(name, 0) not in (0, None):
             raise OpenAIRequestError(f"'{name}' is not available from Bedrock's Converse API", name)
@@ -123,7 +130,8 @@ def _blocks(content: Any, where: str, images: list[int]) -> list[dict]:
         place = f"{where}.content[{index}]"
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text" and isinstance(part.get("text"), str):
-            blocks.append({"text": part["text"]})
+            if part["text"].strip():  # Bedrock refuses a blank text block beside an image
+                blocks.append({"text": part["text"]})
         elif kind == "image_url":
             images.append(1)
             if len(images) > MAX_IMAGES:
@@ -163,8 +171,10 @@ def _plain(content: Any, where: str) -> str:
         return ""
     if isinstance(content, str):
         return content
-    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text" for p in content):
-        return "".join(str(part.get("text", "")) for part in content)
+    if isinstance(content, list) and all(
+        isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content
+    ):
+        return "".join(part["text"] for part in content)
     raise OpenAIRequestError("'content' must be a string or a list of text parts", f"{where}.content")
 
 
@@ -176,19 +186,19 @@ def _tool_uses(calls: Any, where: str) -> list[dict]:
     for index, call in enumerate(calls):
         place = f"{where}.tool_calls[{index}]"
         function = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(function, dict) or not isinstance(call.get("id"), str):
+        if not isinstance(function, dict) or not isinstance(call.get("id"), str) or not call["id"]:
             raise OpenAIRequestError("each tool call needs an 'id' and a 'function'", place)
-        try:
-            arguments = json.loads(function.get("arguments") or "{}")
-        except ValueError:
-            raise OpenAIRequestError(
-                "'arguments' must be a JSON object", f"{place}.function.arguments"
-            ) from None
+        arguments = function.get("arguments") or "{}"
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments)
+            except (ValueError, RecursionError):
+                arguments = None
         if not isinstance(arguments, dict):
             raise OpenAIRequestError("'arguments' must be a JSON object", f"{place}.function.arguments")
         name = function.get("name")
-        if not isinstance(name, str) or not name:
-            raise OpenAIRequestError("'name' must be the tool's name", f"{place}.function.name")
+        if not isinstance(name, str) or not TOOL_NAME.fullmatch(name):
+            raise OpenAIRequestError("'name' must be a tool's name", f"{place}.function.name")
         blocks.append({"toolUse": {"toolUseId": call["id"], "name": name, "input": arguments}})
     return blocks
 
@@ -219,7 +229,9 @@ def _messages(raw: Any) -> tuple[list[str], list[dict], bool]:
             if not isinstance(call_id, str) or not call_id:
                 raise OpenAIRequestError("a tool message needs its 'tool_call_id'", f"{where}.tool_call_id")
             text = _plain(message.get("content"), where)
-            blocks = [{"toolResult": {"toolUseId": call_id, "content": [{"text": text or " "}]}}]
+            # Bedrock refuses a blank text block: an empty output says so in words.
+            output = text if text.strip() else "(no output)"
+            blocks = [{"toolResult": {"toolUseId": call_id, "content": [{"text": output}]}}]
             role, uses_tools = "user", True
         else:
             text = _plain(message.get("content"), where)
@@ -255,20 +267,33 @@ def _tool_config(body: dict, uses_tools: bool) -> dict | None:
     specs = []
     for index, tool in enumerate(tools):
         function = tool.get("function") if isinstance(tool, dict) and tool.get("type") == "function" else None
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise OpenAIRequestError("each tool must be a function with a 'name'", f"tools[{index}]")
+        name = function.get("name") if isinstance(function, dict) else None
+        if not isinstance(name, str) or not TOOL_NAME.fullmatch(name):
+            message = "each tool must be a function whose 'name' is 1 to 64 letters, digits, _ or -"
+            raise OpenAIRequestError(message, f"tools[{index}]")
         parameters = function.get("parameters") or {"type": "object", "properties": {}}
-        spec: dict = {"name": function["name"], "inputSchema": {"json": parameters}}
-        if function.get("description"):
-            spec["description"] = function["description"]
+        if not isinstance(parameters, dict):
+            raise OpenAIRequestError("'parameters' must be a JSON Schema object", f"tools[{index}].function")
+        spec: dict = {"name": name, "inputSchema": {"json": parameters}}
+        description = function.get("description")
+        if description is not None and not isinstance(description, str):
+            raise OpenAIRequestError("'description' must be a string", f"tools[{index}].function.description")
+        if description:
+            spec["description"] = description
         specs.append({"toolSpec": spec})
     config: dict = {"tools": specs}
-    if choice in (None, "auto"):
+    names = {spec["toolSpec"]["name"] for spec in specs}
+    if choice is None:
+        pass  # auto is the default; some models take tools but no toolChoice at all
+    elif choice == "auto":
         config["toolChoice"] = {"auto": {}}
     elif choice == "required":
         config["toolChoice"] = {"any": {}}
     elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
-        config["toolChoice"] = {"tool": {"name": choice["function"].get("name")}}
+        chosen = choice["function"].get("name")
+        if chosen not in names:
+            raise OpenAIRequestError("'tool_choice' must name one of the 'tools'", "tool_choice")
+        config["toolChoice"] = {"tool": {"name": chosen}}
     elif choice == "none":
         # Converse has no "none": with no tool history, leaving the tools out says the same.
         if uses_tools:
