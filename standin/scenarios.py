@@ -80,6 +80,7 @@ class Scenario:
     stamp: int = 0  # 1: end each answer delta with its index and emit time (see STAMP)
     tool: str = ""  # after the text, call this tool of the request's (unless the last turn answers one)
     cached: int = 0  # report this many input tokens read from the prompt cache
+    guardrail: str = ""  # "input" or "output" (after `after` tokens): a guardrail intervenes
     id: str = ""  # a label, so a test can find its request in the stand-in's records
 
     def check(self) -> Scenario:
@@ -90,6 +91,8 @@ class Scenario:
             raise ScenarioError(f"stream_error must be one of {', '.join(STREAM_ERRORS)}")
         if self.truncate not in ("", "clean", "midframe"):
             raise ScenarioError("truncate must be clean or midframe")
+        if self.guardrail not in ("", "input", "output"):
+            raise ScenarioError("guardrail must be input or output")
         if self.text not in ("lorem", "unicode"):
             raise ScenarioError("text must be lorem or unicode")
         return self

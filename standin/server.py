@@ -47,6 +47,7 @@ class Record:
     tool_results: list = field(default_factory=list)  # (toolUseId, text) in the last turn
     images: int = 0
     tools: list = field(default_factory=list)  # the toolConfig's tool names
+    guardrail: dict = field(default_factory=dict)  # the guardrailConfig, as received
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -93,6 +94,7 @@ class Handler(BaseHTTPRequestHandler):
         ]
         record.images = sum(1 for m in messages for b in m["content"] if "image" in b)
         record.tools = [t["toolSpec"]["name"] for t in request.get("toolConfig", {}).get("tools", [])]
+        record.guardrail = request.get("guardrailConfig") or {}
         self.server.records.append(record)
         if scenario.error:
             record.outcome, record.ended = "error", time.monotonic()
@@ -129,7 +131,11 @@ class Handler(BaseHTTPRequestHandler):
             len(block.get("text", "").split()) for m in request["messages"] for block in m["content"]
         )
         started = time.monotonic()
+        if scenario.guardrail == "input":
+            return self._guardrail_stop(record, "inputAssessment", index, 0, prompt_words)
         for i, text in enumerate(answer_tokens(scenario, count, json.dumps(request["messages"]))):
+            if scenario.guardrail == "output" and i == scenario.after:
+                return self._guardrail_stop(record, "outputAssessments", index, i, prompt_words)
             if i == scenario.after and self._interrupt(scenario, record):
                 return
             if scenario.tps:
@@ -151,6 +157,25 @@ class Handler(BaseHTTPRequestHandler):
             usage["cacheReadInputTokens"] = scenario.cached
         latency = round((time.monotonic() - record.started) * 1000)
         self._chunk(eventstream.event("metadata", {"usage": usage, "metrics": {"latencyMs": latency}}))
+        self._end()
+        record.outcome = "complete"
+
+    def _guardrail_stop(self, record: Record, where: str, index: int, sent: int, prompt_words: int) -> None:
+        """End as Bedrock does when a guardrail intervenes, with its trace if the request asked for one."""
+        self._chunk(eventstream.event("contentBlockStop", {"contentBlockIndex": index}))
+        self._chunk(eventstream.event("messageStop", {"stopReason": "guardrail_intervened"}))
+        blocked = {
+            "contentPolicy": {"filters": [{"type": "VIOLENCE", "confidence": "HIGH", "action": "BLOCKED"}]}
+        }
+        guardrail_id = record.guardrail.get("guardrailIdentifier", "")
+        assessment = blocked if where == "inputAssessment" else [blocked]
+        metadata: dict = {
+            "usage": {"inputTokens": prompt_words, "outputTokens": sent, "totalTokens": prompt_words + sent},
+            "metrics": {"latencyMs": round((time.monotonic() - record.started) * 1000)},
+        }
+        if record.guardrail.get("trace") == "enabled":
+            metadata["trace"] = {"guardrail": {where: {guardrail_id: assessment}}}
+        self._chunk(eventstream.event("metadata", metadata))
         self._end()
         record.outcome = "complete"
 

@@ -355,3 +355,17 @@ def test_with_the_store_closing_the_page_mid_answer_stops_it(page, store_app, st
     page.goto("about:blank")
     record = wait_for_record(standin, label, "client_closed")
     assert record.tokens_sent < 400
+
+
+def test_a_guardrail_block_is_shown_as_its_own_notice(page, standin):
+    app = start_app(standin.url, GUARDRAIL_ID="gr-page", GUARDRAIL_TRACE="true", BEDROCK_MAX_ATTEMPTS="1")
+    try:
+        page.goto(app.url)
+        ask(page, "[standin tokens=20 tps=40 guardrail=output after=4]")
+        notice = page.locator(ERROR)
+        expect(notice).to_have_text("Blocked by a guardrail on the output (contentPolicy).")
+        expect(notice).to_have_class("message notice guardrail")
+        assert answer_text(page)  # what came before the block stays
+        expect(page.locator("#send")).to_be_enabled()
+    finally:
+        app.stop()

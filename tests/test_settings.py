@@ -30,6 +30,8 @@ def test_settings_come_from_the_environment():
         ({"AUTH_MODE": "api_key"}, "needs API_KEY_HASHES"),
         ({"JWT_ISSUER": "http://id.example"}, "JWT_ISSUER must be an https:// URL"),
         ({"JWT_LEEWAY_SECONDS": "inf"}, "JWT_LEEWAY_SECONDS must be between 0 and 300 seconds"),
+        ({"GUARDRAIL_STREAM_MODE": "fast"}, "GUARDRAIL_STREAM_MODE must be sync or async, got 'fast'"),
+        ({"GUARDRAIL_TRACE": "maybe"}, "GUARDRAIL_TRACE must be true or false, got 'maybe'"),
     ],
 )
 def test_a_bad_setting_is_refused_by_name(environ, words):

@@ -31,7 +31,7 @@ def _statements(template: dict) -> Iterator[dict]:
     for policy in role["Policies"]:
         yield from policy["PolicyDocument"]["Statement"]
     _, _, per_model = resources["Fn::ForEach::ModelAccess"]
-    for resource in [*per_model.values(), resources["StoreAccess"]]:
+    for resource in [*per_model.values(), resources["StoreAccess"], resources["GuardrailAccess"]]:
         yield from resource["Properties"]["PolicyDocument"]["Statement"]
 
 
@@ -114,6 +114,7 @@ def test_permissions_are_only_what_the_function_uses(template: dict):
         actions.update(_as_list(statement["Action"]))
     assert actions == {
         "bedrock:InvokeModelWithResponseStream",
+        "bedrock:ApplyGuardrail",
         "logs:CreateLogStream",
         "logs:PutLogEvents",
         *dynamodb_actions_in_code(),
@@ -230,3 +231,14 @@ def test_the_created_user_pool_is_closed_and_its_client_is_a_pkce_page(template:
         assert resources[name]["Condition"] == "CreateUserPool"
     outputs = template["Outputs"]
     assert "admin-create-user" in outputs["AddUserCommand"]["Value"]["Fn::Sub"]
+
+
+def test_a_guardrail_is_applied_only_when_named_and_only_that_one(template: dict, function: dict):
+    policy = template["Resources"]["GuardrailAccess"]
+    assert policy["Condition"] == "HasGuardrail"
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "bedrock:ApplyGuardrail"
+    assert statement["Resource"]["Fn::Sub"].endswith(":guardrail/${GuardrailId}")
+    env = function["Environment"]["Variables"]
+    assert env["GUARDRAIL_ID"] == {"Ref": "GuardrailId"}
+    assert template["Parameters"]["GuardrailStreamMode"]["AllowedValues"] == ["sync", "async"]

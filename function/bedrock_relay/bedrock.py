@@ -19,7 +19,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeout
 
 from . import aws
-from .events import Event, Failure, Reasoning, Stop, Text, ToolInput, ToolUse, Usage
+from .events import Event, Failure, Guardrail, Reasoning, Stop, Text, ToolInput, ToolUse, Usage
 from .settings import Settings
 
 # HTTP status for each error converse_stream() raises before the stream starts.
@@ -70,6 +70,19 @@ def make_client(settings: Settings) -> Any:
     # botocore directly: boto3 adds only import time here (it loads s3transfer), the client is the same.
     client = aws.session().create_client("bedrock-runtime", config=config)
     client.meta.events.register("before-parse.bedrock-runtime.ConverseStream", _keep_http_response)
+    if settings.guardrail_id:
+        guardrail = {
+            "guardrailIdentifier": settings.guardrail_id,
+            "guardrailVersion": settings.guardrail_version,
+            "streamProcessingMode": settings.guardrail_stream_mode,
+            "trace": "enabled" if settings.guardrail_trace else "disabled",
+        }
+
+        # Added at the boundary, to every call from every front door: no request can leave it out.
+        def add_guardrail(params: dict, **_: Any) -> None:
+            params["guardrailConfig"] = dict(guardrail)
+
+        client.meta.events.register("before-parameter-build.bedrock-runtime.ConverseStream", add_guardrail)
     return client
 
 
@@ -96,6 +109,21 @@ def open_stream(client: Any, request: dict, retry_after: int) -> BedrockStream:
     except BotoCoreError as exc:
         raise UpstreamError(502, "UpstreamUnavailable", f"Bedrock could not be reached: {exc}") from exc
     return BedrockStream(response["stream"], response.get(_HTTP_RESPONSE_KEY))
+
+
+def guardrail_of(trace: dict | None) -> Guardrail | None:
+    """What a guardrail's trace says intervened: input or output, and which policies; never the text."""
+    if not trace:
+        return None
+    for source, key in (("input", "inputAssessment"), ("output", "outputAssessments")):
+        assessments = trace.get(key) or {}
+        found = set()
+        for value in assessments.values():
+            for assessment in value if isinstance(value, list) else [value]:
+                found |= {name for name in assessment if name.endswith("Policy")}
+        if found:
+            return Guardrail(source, tuple(sorted(found)))
+    return None
 
 
 def _retry_after(header: str | None, default: int) -> int:
@@ -153,6 +181,9 @@ class BedrockStream:
                     yield Stop(event["messageStop"]["stopReason"])
                 elif "metadata" in event:
                     finished = True
+                    guardrail = guardrail_of(event["metadata"].get("trace", {}).get("guardrail"))
+                    if guardrail is not None:
+                        yield guardrail
                     usage = event["metadata"].get("usage", {})
                     yield Usage(
                         usage.get("inputTokens", 0),

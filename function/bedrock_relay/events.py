@@ -41,6 +41,13 @@ class ToolInput(NamedTuple):
     fragment: str
 
 
+class Guardrail(NamedTuple):
+    """A guardrail intervened: on the input or the output, by these policies (from its trace)."""
+
+    source: str
+    policies: tuple[str, ...]
+
+
 class Stop(NamedTuple):
     """The model finished its message, for the given reason."""
 
@@ -85,7 +92,7 @@ class Ended(NamedTuple):
 
 Delta = Text | Reasoning
 Tool = ToolUse | ToolInput
-Event = Text | Reasoning | ToolUse | ToolInput | Stop | Usage | Failure | Interrupt | Ended
+Event = Text | Reasoning | ToolUse | ToolInput | Guardrail | Stop | Usage | Failure | Interrupt | Ended
 
 
 class Upstream(Protocol):
@@ -98,6 +105,7 @@ class Upstream(Protocol):
 
 
 # How a stream ended; the log line's `outcome`.
+GUARDRAIL_INTERVENED = "guardrail_intervened"  # Bedrock's stopReason when a guardrail blocks
 COMPLETE = "complete"
 ERROR = "error"
 DEADLINE = "deadline"
@@ -120,6 +128,7 @@ class Summary:
     status: int | None = None  # the HTTP status the client got; None if it never got one
     client_gone: bool = False  # the client left, and the stream was finished for the store
     store_requests: int | None = None  # DynamoDB requests made to keep the stream, with the store on
+    guardrail: Guardrail | None = None  # what the guardrail's trace reported, when it intervened
 
     def usage_dict(self) -> dict[str, int] | None:
         """Return token counts in the API's camelCase shape; None if the upstream never sent them."""

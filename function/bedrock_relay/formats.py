@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .events import DEADLINE, Delta, Failure, Reasoning, Summary, Text, Tool
+from .events import DEADLINE, GUARDRAIL_INTERVENED, Delta, Failure, Reasoning, Summary, Text, Tool
 
 TEXT = "text/plain"
 SSE = "text/event-stream"
@@ -33,6 +33,18 @@ def end_data(summary: Summary) -> dict:
         "stopReason": summary.stop_reason,
         "usage": summary.usage_dict(),
         "metrics": {"ttftMs": summary.ttft_ms, "durationMs": summary.duration_ms},
+    }
+
+
+def guardrail_data(summary: Summary) -> dict | None:
+    """The `guardrail` event's data when a guardrail stopped the stream: where, and by which policies."""
+    if summary.stop_reason != GUARDRAIL_INTERVENED:
+        return None
+    guardrail = summary.guardrail
+    return {
+        "action": "INTERVENED",
+        "source": guardrail.source if guardrail else None,
+        "policies": list(guardrail.policies) if guardrail else [],
     }
 
 
@@ -84,6 +96,11 @@ class TextWriter(NativeWriter):
             return self._error_line(summary.failure.code, summary.failure.message)
         if summary.stop_reason == DEADLINE:
             return self._error_line(DEADLINE, "the stream reached its time limit and was stopped")
+        guardrail = guardrail_data(summary)
+        if guardrail is not None:
+            where = f" on the {guardrail['source']}" if guardrail["source"] else ""
+            policies = f" ({', '.join(guardrail['policies'])})" if guardrail["policies"] else ""
+            return self._error_line(GUARDRAIL_INTERVENED, f"a guardrail blocked the answer{where}{policies}")
         return b""
 
     def _error_line(self, code: str, message: str) -> bytes:
@@ -107,7 +124,9 @@ class SseWriter(NativeWriter):
     def end(self, summary: Summary) -> bytes:
         if summary.failure:
             return self._event("error", error_data(summary.failure))
-        return self._event("end", end_data(summary))
+        guardrail = guardrail_data(summary)
+        head = self._event("guardrail", guardrail) if guardrail is not None else b""
+        return head + self._event("end", end_data(summary))
 
     @staticmethod
     def _event(name: str, data: dict) -> bytes:
@@ -130,7 +149,9 @@ class NdjsonWriter(NativeWriter):
     def end(self, summary: Summary) -> bytes:
         if summary.failure:
             return self._line({"type": "error", **error_data(summary.failure)})
-        return self._line({"type": "end", **end_data(summary)})
+        guardrail = guardrail_data(summary)
+        head = self._line({"type": "guardrail", **guardrail}) if guardrail is not None else b""
+        return head + self._line({"type": "end", **end_data(summary)})
 
     @staticmethod
     def _line(data: dict) -> bytes:

@@ -36,6 +36,14 @@ def log_request(**fields: object) -> None:
     log_event("request", **fields)
 
 
+def guardrail_field(summary: Summary) -> dict:
+    """The log line's `guardrail`, when one intervened: where, and by which policies (never the text)."""
+    guardrail = summary.guardrail
+    if guardrail is None:
+        return {}
+    return {"guardrail": {"source": guardrail.source, "policies": list(guardrail.policies)}}
+
+
 class RequestLog(Listener):
     """Writes a stream's line once its response has ended, so the client's end never waits for it."""
 
@@ -56,6 +64,11 @@ class RequestLog(Listener):
             deltas=summary.deltas,
             # With the store on, a client that left does not stop the answer: it is finished unseen.
             clientGone=summary.client_gone,
+            **(
+                {"guardrail": {"source": g.source, "policies": list(g.policies)}}
+                if (g := summary.guardrail)
+                else {}
+            ),
             **({"storeRequests": summary.store_requests} if summary.store_requests is not None else {}),
             errorCode=failure.code if failure else None,
             errorMessage=failure.message if failure else None,

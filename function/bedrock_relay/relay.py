@@ -18,6 +18,7 @@ from .events import (
     Ended,
     Event,
     Failure,
+    Guardrail,
     Interrupt,
     Reasoning,
     Stop,
@@ -204,6 +205,8 @@ class Relay:
                 out.append(writer.tool(event))
             elif kind is Stop:
                 summary.stop_reason = event.reason
+            elif kind is Guardrail:
+                summary.guardrail = event
             elif kind is Usage:
                 summary.usage = event
             elif kind is Failure:

@@ -53,6 +53,21 @@ def _leeway(raw: str) -> float:
     return value
 
 
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw.lower() not in allowed:
+            raise ValueError(f"must be {' or '.join(allowed)}")
+        return raw.lower()
+
+    return parse
+
+
+def _flag(raw: str) -> bool:
+    if raw.lower() not in ("true", "false", "enabled", "disabled", "1", "0"):
+        raise ValueError("must be true or false")
+    return raw.lower() in ("true", "enabled", "1")
+
+
 def https_url(raw: str) -> str:
     """An issuer or JWKS address: https, or http only on loopback (a local issuer for tests)."""
     parts = urlsplit(raw)
@@ -147,6 +162,11 @@ class Settings:
     jwt_required_scope: str = setting("JWT_REQUIRED_SCOPE", "", _text)
     jwt_leeway_seconds: float = setting("JWT_LEEWAY_SECONDS", 30.0, _leeway)
     api_key_hashes: tuple[tuple[str, str], ...] = setting("API_KEY_HASHES", (), _key_hashes, secret=True)
+    # A Bedrock guardrail on every call, which no request can turn off.
+    guardrail_id: str = setting("GUARDRAIL_ID", "", _text)
+    guardrail_version: str = setting("GUARDRAIL_VERSION", "DRAFT", _text)
+    guardrail_stream_mode: str = setting("GUARDRAIL_STREAM_MODE", "sync", _choice("sync", "async"))
+    guardrail_trace: bool = setting("GUARDRAIL_TRACE", False, _flag)
     # The DynamoDB table of streams and conversations; unset, the store is off and costs nothing.
     streams_table: str = setting("STREAMS_TABLE", "", _text)
     persist_interval_ms: int = setting("PERSIST_INTERVAL_MS", 250, _positive(int))

@@ -172,6 +172,13 @@ async function send(text) {
         } else if (event.type === "reasoning") {
           view.reasoning.hidden = false;
           view.reasoningText.textContent += event.text;
+        } else if (event.type === "guardrail") {
+          // A distinct notice: the answer was stopped by policy, not by a fault.
+          const policies = event.policies?.length ? ` (${event.policies.join(", ")})` : "";
+          view.message.hidden = false;
+          view.message.className = "message notice guardrail";
+          view.message.textContent = `Blocked by a guardrail on the ${event.source ?? "answer"}${policies}.`;
+          setStatus(view.message.textContent);
         } else if (event.type === "end") {
           showStats(view.stats, endStats(event));
         } else if (event.type === "error") {
@@ -179,7 +186,9 @@ async function send(text) {
         }
       },
     });
-    if (last.type === "end") {
+    if (last.type === "end" && last.stopReason === "guardrail_intervened") {
+      outcome = "complete";
+    } else if (last.type === "end") {
       outcome = "complete";
       const tokens = last.usage?.outputTokens;
       setStatus(`Answer complete: ${last.stopReason}${tokens == null ? "" : `, ${tokens} tokens`}.`);
