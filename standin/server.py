@@ -48,6 +48,9 @@ class Record:
     images: int = 0
     tools: list = field(default_factory=list)  # the toolConfig's tool names
     guardrail: dict = field(default_factory=dict)  # the guardrailConfig, as received
+    cache_points: list = field(
+        default_factory=list
+    )  # where cachePoint blocks were: "system" or a message index
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -95,6 +98,15 @@ class Handler(BaseHTTPRequestHandler):
         record.images = sum(1 for m in messages for b in m["content"] if "image" in b)
         record.tools = [t["toolSpec"]["name"] for t in request.get("toolConfig", {}).get("tools", [])]
         record.guardrail = request.get("guardrailConfig") or {}
+        record.cache_points = [
+            ("system" if where is None else where, block["cachePoint"])
+            for where, blocks in [
+                (None, request.get("system", [])),
+                *enumerate(m["content"] for m in messages),
+            ]
+            for block in blocks
+            if "cachePoint" in block
+        ]
         self.server.records.append(record)
         if scenario.error:
             record.outcome, record.ended = "error", time.monotonic()
@@ -155,6 +167,8 @@ class Handler(BaseHTTPRequestHandler):
         usage = {"inputTokens": prompt_words, "outputTokens": count, "totalTokens": prompt_words + count}
         if scenario.cached:
             usage["cacheReadInputTokens"] = scenario.cached
+        elif record.cache_points:
+            usage["cacheWriteInputTokens"] = prompt_words  # a first call writes what it asked to cache
         latency = round((time.monotonic() - record.started) * 1000)
         self._chunk(eventstream.event("metadata", {"usage": usage, "metrics": {"latencyMs": latency}}))
         self._end()

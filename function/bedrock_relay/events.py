@@ -134,8 +134,14 @@ class Summary:
         """Return token counts in the API's camelCase shape; None if the upstream never sent them."""
         if self.usage is None:
             return None
-        return {
+        counts = {
             "inputTokens": self.usage.input_tokens,
             "outputTokens": self.usage.output_tokens,
             "totalTokens": self.usage.total_tokens,
         }
+        # Prompt caching's counts, when Bedrock reports them.
+        if self.usage.cache_read_tokens is not None:
+            counts["cacheReadInputTokens"] = self.usage.cache_read_tokens
+        if self.usage.cache_write_tokens is not None:
+            counts["cacheWriteInputTokens"] = self.usage.cache_write_tokens
+        return counts

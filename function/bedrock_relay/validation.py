@@ -22,7 +22,10 @@ FIELDS = {
     "temperature",
     "topP",
     "stopSequences",
+    "cache",
 }
+CACHE_FIELDS = {"system", "messages", "ttl"}
+CACHE_TTLS = ("5m", "1h")
 # A conversation id, as the service makes them (a UUID), or at least one that could be.
 CONVERSATION_ID = re.compile(r"[A-Za-z0-9-]{1,128}")
 MAX_STOP_SEQUENCES = 4
@@ -164,4 +167,34 @@ def validate(body: dict, settings: Settings) -> ChatRequest:
         inference["stopSequences"] = stops
     if inference:
         args["inferenceConfig"] = inference
+    if "cache" in body:
+        _cache_points(body, args)
     return ChatRequest(model_id, args, conversation_id, body.get("prompt"))
+
+
+def _cache_points(body: dict, args: dict) -> None:
+    """Place Converse cachePoint blocks where `cache` asks: after the system prompt, after message N."""
+    cache = body["cache"]
+    if not isinstance(cache, dict) or not cache:
+        raise InvalidRequest("'cache' must be an object with 'system', 'messages' or 'ttl'")
+    unknown = sorted(set(cache) - CACHE_FIELDS)
+    if unknown:
+        raise InvalidRequest(f"unknown field 'cache.{shorten(unknown[0])}'; allowed: messages, system, ttl")
+    point: dict = {"type": "default"}
+    if "ttl" in cache:
+        if cache["ttl"] not in CACHE_TTLS:
+            raise InvalidRequest(f"'cache.ttl' must be one of {', '.join(CACHE_TTLS)}")
+        point["ttl"] = cache["ttl"]
+    system = cache.get("system", False)
+    if not isinstance(system, bool):
+        raise InvalidRequest("'cache.system' must be true or false")
+    if system:
+        if "system" not in args:
+            raise InvalidRequest("'cache.system' needs a 'system' prompt to cache")
+        args["system"].append({"cachePoint": dict(point)})
+    if "messages" in cache:
+        count = cache["messages"]
+        messages = args["messages"]
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= len(messages):
+            raise InvalidRequest(f"'cache.messages' must be a message count, 1 to {len(messages)}")
+        messages[count - 1]["content"].append({"cachePoint": dict(point)})
