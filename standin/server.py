@@ -98,6 +98,7 @@ class Handler(BaseHTTPRequestHandler):
         record.images = sum(1 for m in messages for b in m["content"] if "image" in b)
         record.tools = [t["toolSpec"]["name"] for t in request.get("toolConfig", {}).get("tools", [])]
         record.guardrail = request.get("guardrailConfig") or {}
+        record.extra = request.get("additionalModelRequestFields") or {}
         record.cache_points = [
             ("system" if where is None else where, block["cachePoint"])
             for where, blocks in [

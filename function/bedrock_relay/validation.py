@@ -23,7 +23,13 @@ FIELDS = {
     "topP",
     "stopSequences",
     "cache",
+    "reasoning",
 }
+# How each model family is asked to reason, with a budget of tokens: one entry per family.
+REASONING_FIELDS = {
+    "anthropic.claude": lambda budget: {"thinking": {"type": "enabled", "budget_tokens": budget}},
+}
+MIN_REASONING_BUDGET = 1024
 CACHE_FIELDS = {"system", "messages", "ttl"}
 CACHE_TTLS = ("5m", "1h")
 # A conversation id, as the service makes them (a UUID), or at least one that could be.
@@ -165,11 +171,41 @@ def validate(body: dict, settings: Settings) -> ChatRequest:
         if len(stops) > MAX_STOP_SEQUENCES:
             raise InvalidRequest(f"'stopSequences' may hold at most {MAX_STOP_SEQUENCES} strings")
         inference["stopSequences"] = stops
+    if "reasoning" in body:
+        _reasoning(body, args, inference, settings)
     if inference:
         args["inferenceConfig"] = inference
     if "cache" in body:
         _cache_points(body, args)
     return ChatRequest(model_id, args, conversation_id, body.get("prompt"))
+
+
+def _reasoning(body: dict, args: dict, inference: dict, settings: Settings) -> None:
+    """Ask the model to reason within a budget, in its family's own field; refuse what Bedrock would."""
+    reasoning = body["reasoning"]
+    if not isinstance(reasoning, dict) or set(reasoning) != {"budgetTokens"}:
+        raise InvalidRequest("'reasoning' must be an object with 'budgetTokens'")
+    model_id = args["modelId"]
+    family = next((name for name in REASONING_FIELDS if name in model_id), None)
+    if family is None:
+        raise InvalidRequest(
+            f"'reasoning' is not available for {excerpt(model_id)}: it takes no reasoning budget"
+        )
+    budget = reasoning["budgetTokens"]
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < MIN_REASONING_BUDGET:
+        raise InvalidRequest(
+            f"'reasoning.budgetTokens' must be an integer of at least {MIN_REASONING_BUDGET}"
+        )
+    # Claude's extended thinking takes neither a changed temperature nor top-p.
+    for name in ("temperature", "topP"):
+        if name in inference:
+            raise InvalidRequest(f"'{name}' cannot be set together with 'reasoning'")
+    inference.setdefault("maxTokens", settings.max_tokens_limit)
+    if inference["maxTokens"] <= budget:
+        raise InvalidRequest(
+            "'maxTokens' must be more than 'reasoning.budgetTokens': the answer comes after it"
+        )
+    args["additionalModelRequestFields"] = REASONING_FIELDS[family](budget)
 
 
 def _cache_points(body: dict, args: dict) -> None:
