@@ -95,7 +95,7 @@ def tokens(*texts: str, start: int = 1) -> list[Text]:
 DONE = [Stop("end_turn"), Usage(3, 2, 5), END]
 
 
-def relay(source, writer=None, *, deadline=900.0, beat=15.0, peer=None, listeners=()):
+def relay(source, writer=None, *, deadline=900.0, beat=15.0, peer=None, listeners=(), detach=False):
     return Relay(
         source,
         writer or SseWriter("req-1", "model-1"),
@@ -104,6 +104,7 @@ def relay(source, writer=None, *, deadline=900.0, beat=15.0, peer=None, listener
         heartbeat_seconds=beat,
         peer=peer,
         listeners=listeners,
+        detach=detach,
         clock=source.clock,
     )
 
@@ -397,17 +398,7 @@ def test_a_client_that_leaves_stops_the_answer_unless_a_store_keeps_it(detach):
     clock = Clock()
     source = ScriptedSource(clock, tokens("a"), Pause(2), tokens("b", start=2), Pause(2), DONE)
     recorder = Recorder()
-    stream = Relay(
-        source,
-        SseWriter("req-1", "model-1"),
-        started=0.0,
-        deadline=900.0,
-        heartbeat_seconds=15.0,
-        peer=Peer(clock, leaves_at=1.0),
-        listeners=[recorder],
-        detach=detach,
-        clock=clock,
-    )
+    stream = relay(source, peer=Peer(clock, leaves_at=1.0), listeners=[recorder], detach=detach)
     list(stream.body())
     stream.close()
     summary = recorder.closed[0]
@@ -432,16 +423,7 @@ def test_a_write_of_the_end_that_fails_leaves_the_finished_stream_as_it_ended():
     clock = Clock()
     source = ScriptedSource(clock, tokens("a"), DONE)
     counter = EndCounter()
-    stream = Relay(
-        source,
-        SseWriter("req-1", "model-1"),
-        started=0.0,
-        deadline=900.0,
-        heartbeat_seconds=15.0,
-        listeners=[counter],
-        detach=True,
-        clock=clock,
-    )
+    stream = relay(source, listeners=[counter], detach=True)
     body = stream.body()
     chunks = [next(body), next(body), next(body)]
     assert b"event: end" in chunks[-1]
@@ -451,3 +433,13 @@ def test_a_write_of_the_end_that_fails_leaves_the_finished_stream_as_it_ended():
     assert counter.ends == ["complete"]
     assert stream.summary.outcome == "complete" and stream.summary.client_gone
     assert clock.now < 900.0
+
+
+def test_an_interrupt_behind_the_upstreams_own_end_changes_nothing():
+    clock = Clock()
+    source = ScriptedSource(
+        clock, [Text(1, "a"), Stop("end_turn"), Usage(3, 1, 4), END, Interrupt("cancelled"), END]
+    )
+    chunks = list(relay(source).body())
+    assert sse_events(chunks) == ["start", "token", "end"]
+    assert last_data(chunks)["stopReason"] == "end_turn"

@@ -16,7 +16,7 @@ from .events import CANCELLED, INTERNAL_ERROR, Interrupt
 from .logs import RequestLog
 from .peer import Peer
 from .pump import Pump
-from .relay import Listener, Relay
+from .relay import Listener, Relay, Writer
 from .settings import Settings
 from .validation import ChatRequest, InvalidRequest, parse_body, validate
 
@@ -101,7 +101,6 @@ def chat() -> Response:
     g.log_fields.update(ids)
     writer = formats.WRITERS[media_type](g.request_id, chat_request.model_id, ids)
     log = RequestLog(requestId=g.request_id, **g.log_fields)
-    peer = Peer.of(request.environ.get("gunicorn.socket"), settings.client_write_timeout_seconds)
     # Everything that can fail the request happens before the status is sent; the stream opens last.
     try:
         upstream = open_stream(
@@ -111,23 +110,28 @@ def chat() -> Response:
         if keeper is not None:
             keeper.abandon()
         raise
-    pump = Pump(upstream)
-    listeners: list[Listener] = [log]
+    listeners: list[Listener] = [log] if keeper is None else [log, keeper]
+    relay = relay_for(Pump(upstream), writer, chat_request.model_id, deadline, listeners)
+    return respond(relay, media_type, {"X-Stream-Id": stream_id} if stream_id else {})
+
+
+def relay_for(pump: Pump, writer: Writer, model_id: str, deadline: float, listeners: list[Listener]) -> Relay:
+    """The relay of every front door; with the store on, kept under the request id and finished
+    for a resume when its client leaves."""
+    settings: Settings = current_app.extensions["settings"]
+    store = current_app.extensions.get("store")
     if store is not None:
-        if keeper is not None:
-            listeners.append(keeper)
-        listeners.append(record(store, pump, chat_request.model_id, deadline))
-    relay = Relay(
+        listeners = [*listeners, record(store, pump, model_id, deadline)]
+    return Relay(
         pump,
         writer,
         started=g.started,
         deadline=deadline,
         heartbeat_seconds=settings.heartbeat_seconds,
-        peer=peer,
+        peer=Peer.of(request.environ.get("gunicorn.socket"), settings.client_write_timeout_seconds),
         listeners=listeners,
         detach=store is not None,
     )
-    return respond(relay, media_type, {"X-Stream-Id": stream_id} if stream_id else {})
 
 
 def record(store: Store, pump: Pump, model_id: str, deadline: float) -> Listener:

@@ -9,14 +9,12 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from . import invocation
 from .bedrock import UpstreamError, open_stream
-from .chat_api import STREAM_HEADERS, read_body, record
+from .chat_api import STREAM_HEADERS, read_body, relay_for
 from .errors import error_response, log_rejected
 from .logs import RequestLog
 from .openai_formats import ChunkWriter, CompletionWriter, failure_of
 from .openai_request import OpenAIRequestError, parse
-from .peer import Peer
 from .pump import Pump
-from .relay import Listener, Relay
 from .settings import Settings
 from .validation import InvalidRequest, parse_body
 
@@ -81,20 +79,9 @@ def chat_completions() -> Response:
     g.log_fields.update({"streamId": g.request_id} if store is not None else {})
     bedrock, args = current_app.extensions["bedrock"], completion.converse_args
     pump = Pump(open_stream(bedrock, args, settings.retry_after_seconds))
-    listeners: list[Listener] = [RequestLog(requestId=g.request_id, path=request.path, **g.log_fields)]
-    if store is not None:
-        # Kept as /chat streams are: POST /chat/{id}/cancel stops it, GET /chat/{id} replays it.
-        listeners.append(record(store, pump, completion.model_id, deadline))
-    relay = Relay(
-        pump,
-        writer,
-        started=g.started,
-        deadline=deadline,
-        heartbeat_seconds=settings.heartbeat_seconds,
-        peer=Peer.of(request.environ.get("gunicorn.socket"), settings.client_write_timeout_seconds),
-        listeners=listeners,
-        detach=store is not None,
-    )
+    # Kept as /chat streams are, with the store on: POST /chat/{id}/cancel, GET /chat/{id}.
+    log = RequestLog(requestId=g.request_id, path=request.path, **g.log_fields)
+    relay = relay_for(pump, writer, completion.model_id, deadline, [log])
     try:
         if completion.stream:
             headers = {**STREAM_HEADERS, **headers}

@@ -191,10 +191,6 @@ class Relay:
         events = batch[:-1] if ended else batch
         out = []
         for index, event in enumerate(events):
-            if event is END:
-                # The upstream ended before an interrupt queued behind it: the stream ended as it was.
-                events, ended = events[:index], True
-                break
             kind = type(event)
             if kind is Text or kind is Reasoning:
                 if summary.ttft_ms is None and kind is Text:
@@ -212,10 +208,13 @@ class Relay:
             elif kind is Failure:
                 summary.failure = event
             elif kind is Interrupt:
-                # Whatever the reader queued after it is never sent: the stream ends here.
-                self.source.cancel()
-                summary.stop_reason = event.reason
-                events, ended = events[:index], True
+                # Only an interrupt can follow the upstream's own END in one batch; the stream then
+                # ended as it was. Otherwise nothing the reader queued after it is sent.
+                upstream_end = next((i for i, e in enumerate(events[:index]) if e is END), None)
+                if upstream_end is None:
+                    self.source.cancel()
+                    summary.stop_reason = event.reason
+                events, ended = events[: index if upstream_end is None else upstream_end], True
                 break
             elif kind is Ended:
                 (summary.stop_reason, summary.usage, summary.ttft_ms, summary.duration_ms) = event[:4]

@@ -149,26 +149,22 @@ class Store:
         """Store the stream's end, then mark it ended."""
         item = {**stream_key(stream_id, END), "end": {"S": json.dumps(record)}, "expiresAt": self._expiry()}
         self.call("put_item", Item=item)
-        # Conditional: an update must never create a meta item without an owner (one never recorded).
-        with contextlib.suppress(ClientError):
-            self.call(
-                "update_item",
-                Key=stream_key(stream_id, META),
-                UpdateExpression="SET #state = :ended",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeNames={"#state": "state"},
-                ExpressionAttributeValues={":ended": {"S": ENDED}},
-            )
+        self._update_meta(stream_id, "SET #state = :ended", {":ended": {"S": ENDED}}, {"#state": "state"})
 
     def mark_lost(self, stream_id: str) -> None:
         """Record that the stream could not be stored whole, so readers are told it cannot be resumed."""
+        self._update_meta(stream_id, "SET lost = :yes", {":yes": {"BOOL": True}})
+
+    def _update_meta(self, stream_id: str, update: str, values: dict, names: dict | None = None) -> None:
+        """Update a stream's meta item if it exists: never create one without an owner (never recorded)."""
         with contextlib.suppress(ClientError):
             self.call(
                 "update_item",
                 Key=stream_key(stream_id, META),
-                UpdateExpression="SET lost = :yes",
+                UpdateExpression=update,
                 ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues={":yes": {"BOOL": True}},
+                ExpressionAttributeValues=values,
+                **({"ExpressionAttributeNames": names} if names else {}),
             )
 
     def cancelled(self, stream_id: str) -> bool:
