@@ -70,6 +70,7 @@ class Scenario:
     tps: float = 30.0  # tokens per second; 0 writes as fast as possible
     ttft: float = 0.4  # seconds before the first token
     reasoning: int = 0  # reasoning deltas before the answer
+    redacted: int = 0  # then this many reasoning blocks the provider encrypted (redactedContent)
     text: str = "lorem"  # or "unicode": multi-byte characters and emoji
     error: str = ""  # fail before streaming with this exception
     retry_after: int = 0  # with `error`: send this Retry-After header, as Bedrock may when throttling

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import select
 import socket
@@ -45,12 +47,34 @@ class Record:
     messages: list = field(default_factory=list)
     inference: dict = field(default_factory=dict)
     tool_results: list = field(default_factory=list)  # (toolUseId, text) in the last turn
-    images: int = 0
+    # Images and documents as received: message index, kind, format, name, size and SHA-256 of the bytes.
+    attachments: list = field(default_factory=list)
     tools: list = field(default_factory=list)  # the toolConfig's tool names
     guardrail: dict = field(default_factory=dict)  # the guardrailConfig, as received
     cache_points: list = field(
         default_factory=list
     )  # where cachePoint blocks were: "system" or a message index
+
+
+def attachments_of(messages: list) -> list[dict]:
+    """Describe each image and document block as Bedrock received it (botocore sends bytes as base64)."""
+    found = []
+    for index, message in enumerate(messages):
+        for block in message["content"]:
+            kind = "image" if "image" in block else "document" if "document" in block else None
+            if kind:
+                raw = base64.b64decode(block[kind]["source"]["bytes"])
+                found.append(
+                    {
+                        "message": index,
+                        "kind": kind,
+                        "format": block[kind]["format"],
+                        "name": block[kind].get("name"),
+                        "size": len(raw),
+                        "sha256": hashlib.sha256(raw).hexdigest(),
+                    }
+                )
+    return found
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -95,7 +119,7 @@ class Handler(BaseHTTPRequestHandler):
             for b in last
             if "toolResult" in b
         ]
-        record.images = sum(1 for m in messages for b in m["content"] if "image" in b)
+        record.attachments = attachments_of(messages)
         record.tools = [t["toolSpec"]["name"] for t in request.get("toolConfig", {}).get("tools", [])]
         record.guardrail = request.get("guardrailConfig") or {}
         record.extra = request.get("additionalModelRequestFields") or {}
@@ -138,6 +162,12 @@ class Handler(BaseHTTPRequestHandler):
                 self._delta(index, {"reasoningContent": {"text": text}})
             self._chunk(eventstream.event("contentBlockStop", {"contentBlockIndex": index}))
             index = 1
+        for _ in range(scenario.redacted):
+            # Encrypted reasoning arrives whole, as bytes (base64 in the event's JSON).
+            encrypted = base64.b64encode(b"\x8f\x02 encrypted reasoning").decode()
+            self._delta(index, {"reasoningContent": {"redactedContent": encrypted}})
+            self._chunk(eventstream.event("contentBlockStop", {"contentBlockIndex": index}))
+            index += 1
         max_tokens = request.get("inferenceConfig", {}).get("maxTokens")
         count = min(scenario.tokens, max_tokens or scenario.tokens)
         prompt_words = sum(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import pytest
 from tests.browser import CHROMIUM, MISSING_CHROMIUM, ChunkCuttingProxy, SecondOrigin
 from tests.conftest import store_env, wait_for_record
 from tests.harness import ROOT, start_app
+from tests.media import b64, pdf, png
 
 if not Path(CHROMIUM).exists():
     pytest.skip(MISSING_CHROMIUM, allow_module_level=True)
@@ -369,3 +371,64 @@ def test_a_guardrail_block_is_shown_as_its_own_notice(page, standin):
         expect(page.locator("#send")).to_be_enabled()
     finally:
         app.stop()
+
+
+# Gives the page files as a drop on the page and as a paste into the message, the way a browser does.
+GIVE_FILES = """([how, files]) => {
+  const transfer = new DataTransfer();
+  for (const [name, type, base64] of files) {
+    const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+    transfer.items.add(new File([bytes], name, { type }));
+  }
+  const target = document.getElementById("prompt");
+  if (how === "drop") {
+    target.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+  } else {
+    const options = { clipboardData: transfer, bubbles: true, cancelable: true };
+    target.dispatchEvent(new ClipboardEvent("paste", options));
+  }
+}"""
+
+
+def test_images_and_a_pdf_picked_dropped_and_pasted_are_shown_and_sent(page, app, standin, tmp_path):
+    picked, dropped, pasted, paper = png(3, 3), png(4, 2), png(2, 5), pdf("terms")
+    (tmp_path / "picked.png").write_bytes(picked)
+    page.goto(app.url)
+    page.set_input_files("#file-input", str(tmp_path / "picked.png"))
+    page.evaluate(GIVE_FILES, ["drop", [["dropped.png", "image/png", b64(dropped)]]])
+    page.evaluate(
+        GIVE_FILES,
+        [
+            "paste",
+            [["pasted.png", "image/png", b64(pasted)], ["Q3 terms.pdf", "application/pdf", b64(paper)]],
+        ],
+    )
+    expect(page.locator("#attachments .attachment")).to_have_count(4)
+    # A file Bedrock cannot take is refused by name, and the others stay.
+    page.evaluate(GIVE_FILES, ["drop", [["notes.exe", "application/octet-stream", "AAAA"]]])
+    expect(page.locator("#status")).to_contain_text("notes.exe was not attached")
+    page.click("#attachments .attachment:nth-child(2) .remove")  # the dropped one, taken back
+    label = tag()
+    ask(page, f"[standin tokens=3 id={label}] what are these?")
+    expect(page.locator(".turn:last-child .user .attachment img")).to_have_count(2)
+    expect(page.locator(".turn:last-child .user .document-chip")).to_have_text("PDF · Q3 terms.pdf")
+    expect(page.locator("#attachments")).to_be_hidden()
+    received = wait_for_record(standin, label, "complete").attachments
+    assert [(a["kind"], a["format"], a["name"], a["sha256"]) for a in received] == [
+        ("image", "png", None, hashlib.sha256(picked).hexdigest()),
+        ("image", "png", None, hashlib.sha256(pasted).hexdigest()),
+        ("document", "pdf", "Q3 terms", hashlib.sha256(paper).hexdigest()),
+    ]
+    # The next turn sends the earlier files again: the model sees the whole conversation.
+    expect(page.locator("#send")).to_be_enabled()
+    follow = tag()
+    ask(page, f"[standin tokens=2 id={follow}] and the first?")
+    assert len(wait_for_record(standin, follow, "complete").attachments) == 3
+
+
+def test_redacted_reasoning_is_shown_as_withheld(page, app):
+    page.goto(app.url)
+    ask(page, "[standin tokens=3 reasoning=2 redacted=1] think")
+    note = page.locator(".turn:last-child .redacted")
+    expect(note).to_have_text("1 block of reasoning redacted by the model's provider (encrypted, not shown).")
+    expect(page.locator(".turn:last-child .reasoning-text")).not_to_be_empty()

@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import caller_keys, store_env, wait_for_record
 from tests.harness import AppProcess, start_app
+from tests.media import b64, png
 
 MODEL = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 JSON_MODE = {"type": "json_object"}
@@ -204,7 +205,7 @@ def test_streamed_tool_calls_arrive_as_fragments(client):
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
 
 
-PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 64).decode()
+PNG = b64(png())
 
 
 def test_an_image_reaches_bedrock_as_an_image_block(client, standin):
@@ -213,7 +214,7 @@ def test_an_image_reaches_bedrock_as_an_image_block(client, standin):
         {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
     ]
     client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": content}])
-    assert wait_for_record(standin, "oa-image", "complete").images == 1
+    assert wait_for_record(standin, "oa-image", "complete").attachments[0]["kind"] == "image"
 
 
 @pytest.mark.parametrize(
@@ -289,7 +290,8 @@ def test_cached_prompt_tokens_are_reported_when_bedrock_reports_them(client):
 
 
 def test_an_oversized_image_is_refused_before_bedrock_is_called():
-    from bedrock_relay.openai_request import MAX_IMAGE_BYTES, OpenAIRequestError, parse
+    from bedrock_relay.attachments import MAX_IMAGE_BYTES
+    from bedrock_relay.openai_request import OpenAIRequestError, parse
     from bedrock_relay.settings import Settings
 
     big = base64.b64encode(b"\0" * (MAX_IMAGE_BYTES + 1)).decode()
@@ -358,7 +360,7 @@ def test_blank_text_and_system_parts_are_left_out_not_sent_blank(app, standin):
     ]
     messages = [{"role": "system", "content": ""}, {"role": "user", "content": content}]
     assert raw(app, {"model": MODEL, "messages": messages}).status_code == 200
-    assert wait_for_record(standin, "oa-blank", "complete").images == 1
+    assert wait_for_record(standin, "oa-blank", "complete").attachments[0]["kind"] == "image"
 
 
 def test_a_failure_that_would_fail_again_tells_the_sdk_not_to_retry(app, standin):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -44,3 +46,20 @@ def test_a_model_without_a_reasoning_budget_is_named(standin):
         assert "'reasoning' is not available for 'amazon.nova-pro-v1:0'" in answer.json()["error"]["message"]
     finally:
         app.stop()
+
+
+def test_redacted_reasoning_is_reported_as_such_never_dropped(client, app):
+    prompt = "[standin tokens=3 reasoning=2 redacted=2] think"
+    events = client.post("/chat", json={"prompt": prompt}, headers={"Accept": "application/x-ndjson"})
+    lines = [json.loads(line) for line in events.text.splitlines()]
+    assert [line["type"] for line in lines].count("reasoning") == 2  # the readable reasoning still comes
+    assert lines[-1]["type"] == "end" and lines[-1]["reasoningRedacted"] == 2
+    assert app.log_for(events.headers["x-request-id"])["reasoningRedacted"] == 2
+    answer = client.post("/chat", json={"prompt": prompt}, headers={"Accept": "application/json"}).json()
+    assert answer["reasoningRedacted"] == 2 and answer["reasoning"]
+    plain = client.post(
+        "/chat",
+        json={"prompt": "[standin tokens=3 reasoning=2] think"},
+        headers={"Accept": "application/json"},
+    )
+    assert "reasoningRedacted" not in plain.json()

@@ -19,7 +19,18 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeout
 
 from . import aws
-from .events import Event, Failure, Guardrail, Reasoning, Stop, Text, ToolInput, ToolUse, Usage
+from .events import (
+    Event,
+    Failure,
+    Guardrail,
+    Reasoning,
+    RedactedReasoning,
+    Stop,
+    Text,
+    ToolInput,
+    ToolUse,
+    Usage,
+)
 from .settings import Settings
 
 # HTTP status for each error converse_stream() raises before the stream starts.
@@ -165,9 +176,13 @@ class BedrockStream:
                     if "text" in delta:
                         seq += 1
                         yield Text(seq, delta["text"])
-                    elif "text" in delta.get("reasoningContent", ()):
-                        seq += 1
-                        yield Reasoning(seq, delta["reasoningContent"]["text"])
+                    elif "reasoningContent" in delta:
+                        reasoning = delta["reasoningContent"]
+                        if "text" in reasoning:
+                            seq += 1
+                            yield Reasoning(seq, reasoning["text"])
+                        elif "redactedContent" in reasoning:
+                            yield RedactedReasoning(len(reasoning["redactedContent"]))
                     elif "toolUse" in delta:
                         index = event["contentBlockDelta"]["contentBlockIndex"]
                         yield ToolInput(index, delta["toolUse"]["input"])

@@ -26,6 +26,12 @@ class Reasoning(NamedTuple):
     kind = "reasoning"
 
 
+class RedactedReasoning(NamedTuple):
+    """A block of reasoning its provider encrypted: counted and reported as such, never shown."""
+
+    size: int  # bytes of encrypted content
+
+
 class ToolUse(NamedTuple):
     """The model starts a call of one of the request's tools, in content block `index`."""
 
@@ -92,7 +98,19 @@ class Ended(NamedTuple):
 
 Delta = Text | Reasoning
 Tool = ToolUse | ToolInput
-Event = Text | Reasoning | ToolUse | ToolInput | Guardrail | Stop | Usage | Failure | Interrupt | Ended
+Event = (
+    Text
+    | Reasoning
+    | RedactedReasoning
+    | ToolUse
+    | ToolInput
+    | Guardrail
+    | Stop
+    | Usage
+    | Failure
+    | Interrupt
+    | Ended
+)
 
 
 class Upstream(Protocol):
@@ -129,6 +147,7 @@ class Summary:
     client_gone: bool = False  # the client left, and the stream was finished for the store
     store_requests: int | None = None  # DynamoDB requests made to keep the stream, with the store on
     guardrail: Guardrail | None = None  # what the guardrail's trace reported, when it intervened
+    reasoning_redacted: int = 0  # reasoning blocks the provider encrypted, which no client can read
 
     def usage_dict(self) -> dict[str, int] | None:
         """Return token counts in the API's camelCase shape; None if the upstream never sent them."""

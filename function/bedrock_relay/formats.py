@@ -29,11 +29,15 @@ def error_body(code: str, message: str) -> dict:
 
 def end_data(summary: Summary) -> dict:
     """Return the `end` event's data, shared by every format that has one."""
-    return {
+    data = {
         "stopReason": summary.stop_reason,
         "usage": summary.usage_dict(),
         "metrics": {"ttftMs": summary.ttft_ms, "durationMs": summary.duration_ms},
     }
+    if summary.reasoning_redacted:
+        # The model reasoned in blocks its provider encrypted: said, so none seems silently lost.
+        data["reasoningRedacted"] = summary.reasoning_redacted
+    return data
 
 
 def guardrail_data(summary: Summary) -> dict | None:

@@ -36,14 +36,6 @@ def log_request(**fields: object) -> None:
     log_event("request", **fields)
 
 
-def guardrail_field(summary: Summary) -> dict:
-    """The log line's `guardrail`, when one intervened: where, and by which policies (never the text)."""
-    guardrail = summary.guardrail
-    if guardrail is None:
-        return {}
-    return {"guardrail": {"source": guardrail.source, "policies": list(guardrail.policies)}}
-
-
 class RequestLog(Listener):
     """Writes a stream's line once its response has ended, so the client's end never waits for it."""
 
@@ -70,6 +62,7 @@ class RequestLog(Listener):
                 else {}
             ),
             **({"storeRequests": summary.store_requests} if summary.store_requests is not None else {}),
+            **({"reasoningRedacted": summary.reasoning_redacted} if summary.reasoning_redacted else {}),
             errorCode=failure.code if failure else None,
             errorMessage=failure.message if failure else None,
         )

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from .attachments import AttachmentError, Attachments, safe_name
 from .settings import Settings
 from .validation import excerpt
 
@@ -35,10 +34,9 @@ FIELDS = {
     "tool_choice",
     "parallel_tool_calls",
 }
-# Bedrock's limits on images in one request (Converse API).
-MAX_IMAGES = 20
-MAX_IMAGE_BYTES = 3_750_000
-IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/gif": "gif", "image/webp": "webp"}
+# The media types of data: URLs, as the Converse formats they are sent in.
+IMAGE_TYPES = {"image/png": "png", "image/jpeg": "jpeg", "image/gif": "gif", "image/webp": "webp"}
+DOCUMENT_TYPES = {"application/pdf": "pdf", "text/csv": "csv", "text/plain": "txt", "text/markdown": "md"}
 MAX_STOP_SEQUENCES = 4
 TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 
@@ -117,8 +115,8 @@ def _refuse_what_bedrock_cannot_honour(body: dict) -> None:
             raise OpenAIRequestError(f"'{name}' is not available from Bedrock's Converse API", name)
 
 
-def _blocks(content: Any, where: str, images: list[int]) -> list[dict]:
-    """A user message's content as Converse blocks: a string, or a list of text and image_url parts."""
+def _blocks(content: Any, where: str, attachments: Attachments) -> list[dict]:
+    """A user message's content as Converse blocks: a string, or a list of text, image_url and file parts."""
     if isinstance(content, str):
         return [{"text": content}]
     if not isinstance(content, list) or not content:
@@ -129,40 +127,45 @@ def _blocks(content: Any, where: str, images: list[int]) -> list[dict]:
     for index, part in enumerate(content):
         place = f"{where}.content[{index}]"
         kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text" and isinstance(part.get("text"), str):
-            if part["text"].strip():  # Bedrock refuses a blank text block beside an image
-                blocks.append({"text": part["text"]})
-        elif kind == "image_url":
-            images.append(1)
-            if len(images) > MAX_IMAGES:
-                raise OpenAIRequestError(f"at most {MAX_IMAGES} images may be sent in one request", place)
-            blocks.append({"image": _image(part.get("image_url"), place)})
-        else:
-            raise OpenAIRequestError("each part must be a text or an image_url part", place)
+        source = "file.file_data" if kind == "file" else "image_url.url"
+        try:
+            if kind == "text" and isinstance(part.get("text"), str):
+                if part["text"].strip():  # Bedrock refuses a blank text block beside an image
+                    blocks.append({"text": part["text"]})
+            elif kind == "image_url":
+                url = part["image_url"].get("url") if isinstance(part.get("image_url"), dict) else None
+                media_type, data = _data_url(url, IMAGE_TYPES, source, place)
+                blocks.append(attachments.image(IMAGE_TYPES[media_type], data))
+            elif kind == "file":
+                file = part.get("file") if isinstance(part.get("file"), dict) else {}
+                media_type, data = _data_url(file.get("file_data"), DOCUMENT_TYPES, source, place)
+                name = file.get("filename")
+                name = safe_name(name) if isinstance(name, str) else "document"
+                blocks.append(attachments.document(DOCUMENT_TYPES[media_type], name, data))
+            else:
+                raise OpenAIRequestError("each part must be a text, an image_url or a file part", place)
+        except AttachmentError as exc:
+            subject = {"data": source, "format": source, "name": "file.filename"}.get(exc.field)
+            raise OpenAIRequestError(
+                f"'{subject}' {exc.message}" if subject else exc.message, place
+            ) from None
+    if any("document" in block for block in blocks) and not any("text" in block for block in blocks):
+        message = "a message with a file needs a text part too (Bedrock's rule)"
+        raise OpenAIRequestError(message, f"{where}.content")
     return blocks
 
 
-def _image(image_url: Any, place: str) -> dict:
-    """An image_url part with a data: URL as a Converse image block; the relay fetches nothing itself."""
-    url = image_url.get("url") if isinstance(image_url, dict) else None
-    if not isinstance(url, str) or not url.startswith("data:"):
-        raise OpenAIRequestError(
-            "'image_url.url' must be a data: URL (base64); the relay fetches nothing", place
-        )
-    header, _, data = url[5:].partition(",")
-    media_type, _, encoding = header.partition(";")
-    if media_type not in IMAGE_FORMATS or encoding != "base64":
-        formats = ", ".join(IMAGE_FORMATS)
-        raise OpenAIRequestError(f"'image_url.url' must be a base64 data: URL of {formats}", place)
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except binascii.Error:
-        raise OpenAIRequestError("'image_url.url' holds data that is not valid base64", place) from None
-    if not raw:
-        raise OpenAIRequestError("'image_url.url' holds no image", place)
-    if len(raw) > MAX_IMAGE_BYTES:
-        raise OpenAIRequestError(f"an image may be at most {MAX_IMAGE_BYTES} bytes, got {len(raw)}", place)
-    return {"format": IMAGE_FORMATS[media_type], "source": {"bytes": raw}}
+def _data_url(url: Any, types: dict[str, str], name: str, place: str) -> tuple[str, str]:
+    """Split a base64 data: URL into its media type and data; the relay fetches nothing itself."""
+    if isinstance(url, str) and url.startswith("data:"):
+        header, _, data = url[5:].partition(",")
+        media_type, _, encoding = header.partition(";")
+        if media_type in types and encoding == "base64":
+            return media_type, data
+    kinds = ", ".join(types)
+    raise OpenAIRequestError(
+        f"'{name}' must be a base64 data: URL of {kinds}; the relay fetches nothing", place
+    )
 
 
 def _plain(content: Any, where: str) -> str:
@@ -209,7 +212,7 @@ def _messages(raw: Any) -> tuple[list[str], list[dict], bool]:
         raise OpenAIRequestError("'messages' must be a non-empty list", "messages")
     system: list[str] = []
     turns: list[dict] = []
-    images: list[int] = []
+    attachments = Attachments()
     uses_tools = False
     for index, message in enumerate(raw):
         where = f"messages[{index}]"
@@ -222,7 +225,7 @@ def _messages(raw: Any) -> tuple[list[str], list[dict], bool]:
             system.append(_plain(message.get("content"), where))
             continue
         if role == "user":
-            blocks = _blocks(message.get("content"), where, images)
+            blocks = _blocks(message.get("content"), where, attachments)
         elif role == "tool":
             # A tool's answer goes back to the model in the user's turn, as Converse wants.
             call_id = message.get("tool_call_id")

@@ -21,6 +21,7 @@ from .events import (
     Guardrail,
     Interrupt,
     Reasoning,
+    RedactedReasoning,
     Stop,
     Summary,
     Text,
@@ -203,6 +204,8 @@ class Relay:
                 summary.stop_reason = event.reason
             elif kind is Guardrail:
                 summary.guardrail = event
+            elif kind is RedactedReasoning:
+                summary.reasoning_redacted += 1
             elif kind is Usage:
                 summary.usage = event
             elif kind is Failure:

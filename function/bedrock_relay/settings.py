@@ -123,7 +123,9 @@ class Settings:
     model_id: str = setting("MODEL_ID", DEFAULT_MODEL_ID, _text)
     allowed_model_ids: tuple[str, ...] = setting("ALLOWED_MODEL_IDS", (), _names)
     max_tokens_limit: int = setting("MAX_TOKENS_LIMIT", 8192, _positive(int))
-    max_request_bytes: int = setting("MAX_REQUEST_BYTES", 1024 * 1024, _positive(int))
+    # Room for attachments, within the 6 MB (6,291,456 bytes) a Function URL takes: the rest is
+    # the event's own envelope and headers.
+    max_request_bytes: int = setting("MAX_REQUEST_BYTES", 6_000_000, _positive(int))
     heartbeat_seconds: float = setting("HEARTBEAT_SECONDS", 15.0, _positive(float))
     deadline_margin_seconds: float = setting("DEADLINE_MARGIN_SECONDS", 5.0, _positive(float))
     max_stream_seconds: float = setting("MAX_STREAM_SECONDS", 900.0, _positive(float))

@@ -7,6 +7,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from .attachments import AttachmentError, Attachments
 from .settings import Settings
 
 # Input echoed in an error message is cut to this: the message must name the problem, not
@@ -35,6 +36,8 @@ CACHE_TTLS = ("5m", "1h")
 # A conversation id, as the service makes them (a UUID), or at least one that could be.
 CONVERSATION_ID = re.compile(r"[A-Za-z0-9-]{1,128}")
 MAX_STOP_SEQUENCES = 4
+# The blocks a message's content list may hold, and the fields of each attachment.
+BLOCK_FIELDS = {"text": set(), "image": {"format", "data"}, "document": {"format", "name", "data"}}
 
 
 class InvalidRequest(ValueError):
@@ -116,6 +119,7 @@ def _messages(body: dict) -> list[dict]:
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("'messages' must be a non-empty list")
     converted = []
+    attachments = Attachments()
     for index, message in enumerate(messages):
         where = f"messages[{index}]"
         if not isinstance(message, dict) or set(message) != {"role", "content"}:
@@ -126,12 +130,52 @@ def _messages(body: dict) -> list[dict]:
                 f"'{where}.role' must be '{expected}': roles alternate, starting with 'user'"
             )
         content = message["content"]
-        if not isinstance(content, str) or not content.strip():
-            raise InvalidRequest(f"'{where}.content' must be a non-empty string")
-        converted.append({"role": expected, "content": [{"text": content}]})
+        if isinstance(content, list) and content:
+            blocks = _blocks(content, f"{where}.content", expected, attachments)
+        elif isinstance(content, str) and content.strip():
+            blocks = [{"text": content}]
+        else:
+            raise InvalidRequest(
+                f"'{where}.content' must be a non-empty string or a non-empty list of blocks"
+            )
+        converted.append({"role": expected, "content": blocks})
     if converted[-1]["role"] != "user":
         raise InvalidRequest("'messages' must end with a 'user' message")
     return converted
+
+
+def _blocks(content: list, where: str, role: str, attachments: Attachments) -> list[dict]:
+    """A message's list of text, image and document blocks as Converse blocks, each checked by name."""
+    blocks = []
+    for index, block in enumerate(content):
+        place = f"{where}[{index}]"
+        kind = next(iter(block)) if isinstance(block, dict) and len(block) == 1 else None
+        if kind not in BLOCK_FIELDS:
+            raise InvalidRequest(
+                f'\'{place}\' must be one of {{"text": ...}}, {{"image": ...}} or {{"document": ...}}'
+            )
+        value = block[kind]
+        if kind == "text":
+            if not isinstance(value, str) or not value.strip():
+                raise InvalidRequest(f"'{place}.text' must be a non-empty string")
+            blocks.append({"text": value})
+            continue
+        if role != "user":
+            raise InvalidRequest(f"'{place}': only a user's message may hold an {kind}")
+        if not isinstance(value, dict) or set(value) != BLOCK_FIELDS[kind]:
+            fields = ", ".join(f"'{name}'" for name in sorted(BLOCK_FIELDS[kind]))
+            raise InvalidRequest(f"'{place}.{kind}' must be an object with exactly {fields}")
+        try:
+            if kind == "image":
+                blocks.append(attachments.image(value["format"], value["data"]))
+            else:
+                blocks.append(attachments.document(value["format"], value["name"], value["data"]))
+        except AttachmentError as exc:
+            field = f"{place}.{kind}" if exc.field == kind else f"{place}.{kind}.{exc.field}"
+            raise InvalidRequest(f"'{field}' {exc.message}") from None
+    if any("document" in block for block in blocks) and not any("text" in block for block in blocks):
+        raise InvalidRequest(f"'{where}' holds a document, so it needs a text block too (Bedrock's rule)")
+    return blocks
 
 
 def validate(body: dict, settings: Settings) -> ChatRequest:

@@ -9,6 +9,7 @@ import {
   signedInAs,
   useApiKey,
 } from "./sign-in.js";
+import { ACCEPT, Tray, contentOf, preview } from "./attachments.js";
 import { ChatError, cancelChat, streamChat } from "./stream-chat.js";
 
 const chatUrl = new URL(document.body.dataset.chatUrl, document.baseURI);
@@ -19,6 +20,8 @@ const sendButton = document.getElementById("send");
 const stopButton = document.getElementById("stop");
 const status = document.getElementById("status");
 const template = document.getElementById("turn-template");
+const tray = new Tray(document.getElementById("attachments"), setStatus);
+const fileInput = document.getElementById("file-input");
 
 // The whole conversation lives here, client-side: the service keeps no state between requests.
 let messages = [];
@@ -69,12 +72,35 @@ prompt.addEventListener("keydown", (event) => {
 form.addEventListener("submit", (event) => {
   event.preventDefault();
   const text = prompt.value;
-  if (text.trim() && !controller) send(text);
+  if (text.trim() && !controller) send(text, tray.take());
+});
+
+// Files come by the picker, by dropping them anywhere on the page, or by pasting into the message.
+fileInput.accept = ACCEPT;
+document.getElementById("attach").addEventListener("click", () => fileInput.click());
+fileInput.addEventListener("change", () => {
+  tray.add(fileInput.files);
+  fileInput.value = "";
+});
+addEventListener("dragover", (event) => {
+  if (event.dataTransfer?.types.includes("Files")) event.preventDefault();
+});
+addEventListener("drop", (event) => {
+  if (!event.dataTransfer?.files.length) return;
+  event.preventDefault();
+  tray.add(event.dataTransfer.files);
+});
+prompt.addEventListener("paste", (event) => {
+  const files = event.clipboardData?.files;
+  if (!files?.length) return; // plain text pastes as usual
+  event.preventDefault();
+  tray.add(files);
 });
 stopButton.addEventListener("click", stop);
 document.getElementById("new-chat").addEventListener("click", () => {
   stop();
   messages = [];
+  tray.take();
   conversation.replaceChildren();
   document.getElementById("empty").hidden = false;
   setStatus("");
@@ -109,8 +135,8 @@ function setBusy(busy) {
   stopButton.disabled = !busy;
 }
 
-/** Render one turn and stream its answer into it. */
-async function send(text) {
+/** Render one turn, with its files, and stream its answer into it. */
+async function send(text, files) {
   const turn = template.content.firstElementChild.cloneNode(true);
   const view = {
     user: turn.querySelector(".user"),
@@ -121,13 +147,15 @@ async function send(text) {
     message: turn.querySelector(".message"),
     stats: turn.querySelector(".stats"),
   };
-  view.user.textContent = text;
+  view.user.querySelector(".user-text").textContent = text;
+  const shown = view.user.querySelector(".attachments");
+  shown.replaceChildren(...files.map((file) => preview(file)));
+  shown.hidden = !files.length;
   document.getElementById("empty").hidden = true;
   conversation.append(turn);
   prompt.value = "";
   // New chat replaces `messages`; this request must then leave the new conversation alone.
   const history = messages;
-  history.push({ role: "user", content: text });
   controller = new AbortController();
   setBusy(true);
   setStatus("Waiting for the first token…");
@@ -136,7 +164,10 @@ async function send(text) {
   const live = { firstToken: 0, chunks: 0, events: 0 };
   let answer = "";
   let outcome = "failed";
+  let asked = false; // the question is in `history` (reading a file can fail first)
   try {
+    history.push({ role: "user", content: await contentOf(text, files) });
+    asked = true;
     await ready;
     const last = await streamChat(chatUrl, { messages: history }, {
       signal: controller.signal,
@@ -181,6 +212,14 @@ async function send(text) {
           setStatus(view.message.textContent);
         } else if (event.type === "end") {
           showStats(view.stats, endStats(event));
+          if (event.reasoningRedacted) {
+            // Encrypted by the model's provider: shown as withheld, not as if the model never reasoned.
+            const redacted = view.reasoning.querySelector(".redacted");
+            const blocks = event.reasoningRedacted === 1 ? "1 block" : `${event.reasoningRedacted} blocks`;
+            redacted.textContent = `${blocks} of reasoning redacted by the model's provider (encrypted, not shown).`;
+            redacted.hidden = false;
+            view.reasoning.hidden = false;
+          }
         } else if (event.type === "error") {
           showError(view, event.code, event.message, event.retryable);
         }
@@ -230,9 +269,12 @@ async function send(text) {
     history.push({ role: "assistant", content: answer });
   } else {
     // Nothing came back: forget the question, say so, and offer it again unless the user typed anew.
-    history.pop();
+    if (asked) history.pop();
     turn.classList.add("unsent");
-    if (outcome !== "stopped" && !prompt.value) prompt.value = text;
+    if (outcome !== "stopped" && !prompt.value) {
+      prompt.value = text;
+      if (!tray.files.length) tray.add(files);
+    }
   }
   prompt.focus();
 }

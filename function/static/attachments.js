@@ -1,0 +1,129 @@
+// Files attached to the next message: picked, dropped or pasted; checked against Bedrock's limits
+// before they are sent; shown in the composer and in the turn; sent as /chat content blocks.
+
+// Bedrock's limits on one request (the Converse Message type): the service checks them too.
+const IMAGE_TYPES = { "image/png": "png", "image/jpeg": "jpeg", "image/gif": "gif", "image/webp": "webp" };
+const DOCUMENT_TYPES = { "application/pdf": "pdf" };
+const LIMITS = {
+  image: { count: 20, bytes: 3_750_000 },
+  document: { count: 5, bytes: 4_500_000 },
+};
+export const ACCEPT = [...Object.keys(IMAGE_TYPES), ...Object.keys(DOCUMENT_TYPES)].join(",");
+
+function kindOf(file) {
+  if (file.type in IMAGE_TYPES) return "image";
+  if (file.type in DOCUMENT_TYPES) return "document";
+  return null;
+}
+
+/** A file's name as Bedrock allows a document's: no extension, only letters, digits, -()[] and single spaces. */
+export function documentName(filename) {
+  const stem = filename.includes(".") ? filename.slice(0, filename.lastIndexOf(".")) : filename;
+  const name = stem.replace(/[^A-Za-z0-9()[\]-]+/g, " ").trim().replace(/ +/g, " ").slice(0, 200).trim();
+  return name || "document";
+}
+
+function base64Of(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    // A data: URL is "data:<type>;base64,<data>": the data is what a block carries.
+    reader.onload = () => resolve(String(reader.result).split(",", 2)[1]);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
+/** Show files as small previews: a thumbnail for an image, a labelled chip for a document. */
+export function preview(file, onRemove) {
+  const item = document.createElement("li");
+  item.className = "attachment";
+  if (kindOf(file) === "image") {
+    const img = document.createElement("img");
+    img.src = URL.createObjectURL(file);
+    img.alt = file.name;
+    img.onload = () => URL.revokeObjectURL(img.src);
+    item.append(img);
+  } else {
+    const label = document.createElement("span");
+    label.className = "document-chip";
+    label.textContent = `PDF · ${file.name}`;
+    item.append(label);
+  }
+  if (onRemove) {
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "remove";
+    remove.textContent = "×";
+    remove.setAttribute("aria-label", `Remove ${file.name}`);
+    remove.addEventListener("click", onRemove);
+    item.append(remove);
+  }
+  return item;
+}
+
+/** The files waiting to go with the next message, and their previews in the composer. */
+export class Tray {
+  constructor(list, onMessage) {
+    this.list = list;
+    this.onMessage = onMessage; // tells the user why a file was not taken
+    this.files = [];
+  }
+
+  /** Take files the user gave, refusing by name any Bedrock would refuse. */
+  add(files) {
+    for (const file of files) {
+      const kind = kindOf(file);
+      if (!kind) {
+        this.onMessage(`${file.name} was not attached: only PNG, JPEG, GIF, WebP images and PDFs can be sent.`);
+        continue;
+      }
+      const limit = LIMITS[kind];
+      if (file.size > limit.bytes) {
+        const megabytes = (limit.bytes / 1_000_000).toFixed(2);
+        this.onMessage(`${file.name} was not attached: an ${kind} may be at most ${megabytes} MB.`);
+        continue;
+      }
+      if (this.files.filter((f) => kindOf(f) === kind).length >= limit.count) {
+        this.onMessage(`${file.name} was not attached: at most ${limit.count} ${kind}s go in one message.`);
+        continue;
+      }
+      this.files.push(file);
+    }
+    this.render();
+  }
+
+  render() {
+    this.list.replaceChildren(
+      ...this.files.map((file) =>
+        preview(file, () => {
+          this.files = this.files.filter((f) => f !== file);
+          this.render();
+        }),
+      ),
+    );
+    this.list.hidden = !this.files.length;
+  }
+
+  /** Hand over the files and empty the tray. */
+  take() {
+    const files = this.files;
+    this.files = [];
+    this.render();
+    return files;
+  }
+}
+
+/** A user message's content: the text alone, or the text and each file as a /chat content block. */
+export async function contentOf(text, files) {
+  if (!files.length) return text;
+  const blocks = [{ text }];
+  for (const file of files) {
+    const data = await base64Of(file);
+    if (kindOf(file) === "image") {
+      blocks.push({ image: { format: IMAGE_TYPES[file.type], data } });
+    } else {
+      blocks.push({ document: { format: DOCUMENT_TYPES[file.type], name: documentName(file.name), data } });
+    }
+  }
+  return blocks;
+}
