@@ -42,7 +42,11 @@ def create_app(test_config: dict | None = None) -> Flask:
 
         ttl = settings.stream_ttl_hours * 3600
         dynamodb = dynamodb or store.make_client(settings)  # one per process, like Bedrock's
-        app.extensions["store"] = store.Store(dynamodb, settings.streams_table, ttl)
+        streams = app.extensions["store"] = store.Store(dynamodb, settings.streams_table, ttl)
+        if settings.answer_cache_seconds:
+            from .answer_cache import AnswerCache
+
+            app.extensions["answer_cache"] = AnswerCache(streams, settings.answer_cache_seconds)
         app.register_blueprint(streams_api.bp)
         app.register_blueprint(conversations_api.bp)
     static.init_app(app, settings)

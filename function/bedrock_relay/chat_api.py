@@ -16,12 +16,13 @@ from .events import CANCELLED, INTERNAL_ERROR, Interrupt
 from .logs import RequestLog
 from .peer import Peer
 from .pump import Pump
-from .relay import Listener, Relay, Writer
+from .relay import Listener, Relay, Source, Writer
 from .settings import Settings
 from .validation import ChatRequest, InvalidRequest, parse_body, validate
 
 if TYPE_CHECKING:
     from .conversations import Keeper
+    from .recorder import Recorder
     from .store import Store
 
 logger = logging.getLogger(__name__)
@@ -95,7 +96,11 @@ def chat() -> Response:
     # With the store on, the stream is kept under the request's id, to be resumed or cancelled.
     stream_id = g.request_id if store is not None else None
     keeper = _conversation(store, chat_request, stream_id) if store is not None else None
-    ids = {"streamId": stream_id} if stream_id else {}
+    # After the conversation's turns are in: they are part of what the answer depends on.
+    cache_key, hit = cached_answer(chat_request.converse_args, chat_request.answer_cache)
+    ids: dict = {"streamId": hit or stream_id} if stream_id else {}
+    if hit:
+        ids["cached"] = True
     if keeper is not None:
         ids["conversationId"] = keeper.conversation_id
     g.log_fields.update(ids)
@@ -103,38 +108,101 @@ def chat() -> Response:
     log = RequestLog(requestId=g.request_id, **g.log_fields)
     # Everything that can fail the request happens before the status is sent; the stream opens last.
     try:
-        upstream = open_stream(
-            current_app.extensions["bedrock"], chat_request.converse_args, settings.retry_after_seconds
-        )
+        source = open_source(chat_request.converse_args, hit)
     except BaseException:
         if keeper is not None:
             keeper.abandon()
         raise
     listeners: list[Listener] = [log] if keeper is None else [log, keeper]
-    relay = relay_for(Pump(upstream), writer, chat_request.model_id, deadline, listeners)
-    return respond(relay, media_type, {"X-Stream-Id": stream_id} if stream_id else {})
+    relay = relay_for(source, writer, chat_request.model_id, deadline, listeners, cache_key)
+    return respond(relay, media_type, stream_headers(ids))
 
 
-def relay_for(pump: Pump, writer: Writer, model_id: str, deadline: float, listeners: list[Listener]) -> Relay:
-    """The relay of every front door; with the store on, kept under the request id and finished
-    for a resume when its client leaves."""
+def stream_headers(ids: dict) -> dict[str, str]:
+    """The headers that tell a client which stream it reads, and whether it came from the answer cache."""
+    headers = {"X-Stream-Id": ids["streamId"]} if ids.get("streamId") else {}
+    if "answerCache" in g.log_fields:
+        headers["X-Answer-Cache"] = g.log_fields["answerCache"]
+    return headers
+
+
+def cached_answer(converse_args: dict, wanted: bool) -> tuple[str | None, str | None]:
+    """With the answer cache on: the key to keep this request's answer under (None if it is not to be
+    kept) and the stream that answered it already (None on a miss); the log line says which."""
+    cache = current_app.extensions.get("answer_cache")
+    if cache is None:
+        return None, None
+    from .answer_cache import deterministic
+    from .store import StoreError
+    from .streams_api import owner
+
+    if not deterministic(converse_args):
+        g.log_fields["answerCache"] = "ineligible"
+        return None, None
+    settings: Settings = current_app.extensions["settings"]
+    guardrail = (settings.guardrail_id, settings.guardrail_version, settings.guardrail_stream_mode)
+    key = cache.key(converse_args, owner(), guardrail if settings.guardrail_id else ())
+    # A bypass still keeps its fresh answer: the next request gets it.
+    if not wanted or "no-cache" in request.headers.get("Cache-Control", ""):
+        g.log_fields["answerCache"] = "bypass"
+        return key, None
+    try:
+        hit = cache.find(key)
+    except StoreError as exc:
+        logger.warning("the answer cache cannot be read: %s", exc)
+        g.log_fields["answerCache"] = "unavailable"
+        return key, None
+    g.log_fields["answerCache"] = "hit" if hit else "miss"
+    return key, hit
+
+
+def open_source(converse_args: dict, hit: str | None) -> Source:
+    """The stream's events: a cached answer read from the store, or a new Bedrock stream."""
+    settings: Settings = current_app.extensions["settings"]
+    if hit is not None:
+        from .answer_cache import Hit
+
+        store = current_app.extensions["store"]
+        return Hit(store, hit, 0, 0.0, poll_seconds=settings.persist_interval_ms / 1000)
+    upstream = open_stream(current_app.extensions["bedrock"], converse_args, settings.retry_after_seconds)
+    return Pump(upstream)
+
+
+def relay_for(
+    source: Source,
+    writer: Writer,
+    model_id: str,
+    deadline: float,
+    listeners: list[Listener],
+    cache_key: str | None = None,
+) -> Relay:
+    """The relay of every front door. With the store on, a new stream is kept under the request id,
+    finished for a resume when its client leaves, and its whole answer kept under `cache_key`."""
     settings: Settings = current_app.extensions["settings"]
     store = current_app.extensions.get("store")
-    if store is not None:
-        listeners = [*listeners, record(store, pump, model_id, deadline)]
-    return Relay(
-        pump,
+    generated = isinstance(source, Pump)  # not replayed from the answer cache
+    if store is not None and generated:
+        recorder = record(store, source, model_id, deadline)
+        listeners = [*listeners, recorder]
+        if cache_key is not None:
+            from .answer_cache import Keep
+
+            listeners.append(Keep(current_app.extensions["answer_cache"], cache_key, g.request_id, recorder))
+    relay = Relay(
+        source,
         writer,
         started=g.started,
         deadline=deadline,
         heartbeat_seconds=settings.heartbeat_seconds,
         peer=Peer.of(request.environ.get("gunicorn.socket"), settings.client_write_timeout_seconds),
         listeners=listeners,
-        detach=store is not None,
+        detach=store is not None and generated,
     )
+    relay.summary.cached = not generated
+    return relay
 
 
-def record(store: Store, pump: Pump, model_id: str, deadline: float) -> Listener:
+def record(store: Store, pump: Pump, model_id: str, deadline: float) -> Recorder:
     """Keep this request's stream in the store, under its request id, from now until its end."""
     from .recorder import Recorder
     from .streams_api import owner

@@ -148,6 +148,7 @@ class Summary:
     store_requests: int | None = None  # DynamoDB requests made to keep the stream, with the store on
     guardrail: Guardrail | None = None  # what the guardrail's trace reported, when it intervened
     reasoning_redacted: int = 0  # reasoning blocks the provider encrypted, which no client can read
+    cached: bool = False  # replayed from the answer cache: no model was called
 
     def usage_dict(self) -> dict[str, int] | None:
         """Return token counts in the API's camelCase shape; None if the upstream never sent them."""

@@ -34,6 +34,8 @@ def end_data(summary: Summary) -> dict:
         "usage": summary.usage_dict(),
         "metrics": {"ttftMs": summary.ttft_ms, "durationMs": summary.duration_ms},
     }
+    if summary.cached:
+        data["cached"] = True
     if summary.reasoning_redacted:
         # The model reasoned in blocks its provider encrypted: said, so none seems silently lost.
         data["reasoningRedacted"] = summary.reasoning_redacted
@@ -63,10 +65,10 @@ class NativeWriter:
     # A streamed format's status goes out with its first bytes: a later failure is in-band.
     failure_status = 200
 
-    def __init__(self, request_id: str, model_id: str, ids: dict[str, str] | None = None) -> None:
+    def __init__(self, request_id: str, model_id: str, ids: dict | None = None) -> None:
         self.request_id = request_id
         self.model_id = model_id
-        # With the store on: the streamId to resume or cancel by, and the conversationId.
+        # With the store on: the streamId to resume or cancel by, the conversationId, and `cached`.
         self.ids = ids or {}
 
     def start_data(self) -> dict:
@@ -169,7 +171,7 @@ class JsonWriter(NativeWriter):
     ping = None
     failure_status = 502
 
-    def __init__(self, request_id: str, model_id: str, ids: dict[str, str] | None = None) -> None:
+    def __init__(self, request_id: str, model_id: str, ids: dict | None = None) -> None:
         super().__init__(request_id, model_id, ids)
         self._parts: dict[str, list[str]] = {Text.kind: [], Reasoning.kind: []}
 

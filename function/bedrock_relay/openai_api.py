@@ -8,13 +8,12 @@ import time
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from . import invocation
-from .bedrock import UpstreamError, open_stream
-from .chat_api import STREAM_HEADERS, read_body, relay_for
+from .bedrock import UpstreamError
+from .chat_api import STREAM_HEADERS, cached_answer, open_source, read_body, relay_for, stream_headers
 from .errors import error_response, log_rejected
 from .logs import RequestLog
 from .openai_formats import ChunkWriter, CompletionWriter, failure_of
 from .openai_request import OpenAIRequestError, parse
-from .pump import Pump
 from .settings import Settings
 from .validation import InvalidRequest, parse_body
 
@@ -75,13 +74,14 @@ def chat_completions() -> Response:
     else:
         writer = CompletionWriter(g.request_id, completion.model_id)
     store = current_app.extensions.get("store")
-    headers = {"X-Stream-Id": g.request_id} if store is not None else {}
-    g.log_fields.update({"streamId": g.request_id} if store is not None else {})
-    bedrock, args = current_app.extensions["bedrock"], completion.converse_args
-    pump = Pump(open_stream(bedrock, args, settings.retry_after_seconds))
+    cache_key, hit = cached_answer(completion.converse_args, True)
+    ids = {"streamId": hit or g.request_id} if store is not None else {}
+    g.log_fields.update(ids)
+    headers = stream_headers(ids)
+    source = open_source(completion.converse_args, hit)
     # Kept as /chat streams are, with the store on: POST /chat/{id}/cancel, GET /chat/{id}.
     log = RequestLog(requestId=g.request_id, path=request.path, **g.log_fields)
-    relay = relay_for(pump, writer, completion.model_id, deadline, [log])
+    relay = relay_for(source, writer, completion.model_id, deadline, [log], cache_key)
     try:
         if completion.stream:
             headers = {**STREAM_HEADERS, **headers}

@@ -36,6 +36,16 @@ def _positive(kind: type) -> Callable[[str], Any]:
     return parse
 
 
+def _whole_seconds(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError("must be a whole number of seconds") from None
+    if value < 0:
+        raise ValueError("must be 0 (off) or more")
+    return value
+
+
 def _port(raw: str) -> int:
     value = _positive(int)(raw)
     if value > 65535:
@@ -173,6 +183,8 @@ class Settings:
     streams_table: str = setting("STREAMS_TABLE", "", _text)
     persist_interval_ms: int = setting("PERSIST_INTERVAL_MS", 250, _positive(int))
     stream_ttl_hours: float = setting("STREAM_TTL_HOURS", 24.0, _positive(float))
+    # Complete answers to temperature-0 requests, replayed from the store for this long; 0 is off.
+    answer_cache_seconds: int = setting("ANSWER_CACHE_SECONDS", 0, _whole_seconds)
 
     def __post_init__(self) -> None:
         if not self.allowed_model_ids:
@@ -185,6 +197,11 @@ class Settings:
             raise SettingsError("AUTH_MODE jwt needs JWT_ISSUER and JWT_AUDIENCE")
         if "api_key" in self.auth_modes and not self.api_key_hashes:
             raise SettingsError("AUTH_MODE api_key needs API_KEY_HASHES (see scripts/new-api-key)")
+        if self.answer_cache_seconds and not self.streams_table:
+            raise SettingsError("ANSWER_CACHE_SECONDS needs STREAMS_TABLE: cached answers are stored streams")
+        if self.answer_cache_seconds > self.stream_ttl_hours * 3600:
+            # The answer itself would expire first, leaving the cache pointing at nothing.
+            raise SettingsError("ANSWER_CACHE_SECONDS must not be longer than STREAM_TTL_HOURS")
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
         """Return a copy with the given fields replaced (tests pass a dict)."""

@@ -31,7 +31,7 @@ REASONING_FIELDS = {
     "anthropic.claude": lambda budget: {"thinking": {"type": "enabled", "budget_tokens": budget}},
 }
 MIN_REASONING_BUDGET = 1024
-CACHE_FIELDS = {"system", "messages", "ttl"}
+CACHE_FIELDS = {"system", "messages", "ttl", "answer"}
 CACHE_TTLS = ("5m", "1h")
 # A conversation id, as the service makes them (a UUID), or at least one that could be.
 CONVERSATION_ID = re.compile(r"[A-Za-z0-9-]{1,128}")
@@ -57,6 +57,7 @@ class ChatRequest:
     converse_args: dict
     conversation_id: str | None = None
     prompt: str | None = None  # the new user turn, for a conversation to keep
+    answer_cache: bool = True  # False: `cache.answer` asks for a fresh answer, whatever is cached
 
 
 def shorten(text: str, limit: int = ECHO_CHARACTERS) -> str:
@@ -219,9 +220,10 @@ def validate(body: dict, settings: Settings) -> ChatRequest:
         _reasoning(body, args, inference, settings)
     if inference:
         args["inferenceConfig"] = inference
+    answer_cache = True
     if "cache" in body:
-        _cache_points(body, args)
-    return ChatRequest(model_id, args, conversation_id, body.get("prompt"))
+        answer_cache = _cache_points(body, args)
+    return ChatRequest(model_id, args, conversation_id, body.get("prompt"), answer_cache)
 
 
 def _reasoning(body: dict, args: dict, inference: dict, settings: Settings) -> None:
@@ -252,14 +254,21 @@ def _reasoning(body: dict, args: dict, inference: dict, settings: Settings) -> N
     args["additionalModelRequestFields"] = REASONING_FIELDS[family](budget)
 
 
-def _cache_points(body: dict, args: dict) -> None:
-    """Place Converse cachePoint blocks where `cache` asks: after the system prompt, after message N."""
+def _cache_points(body: dict, args: dict) -> bool:
+    """Place Converse cachePoint blocks where `cache` asks: after the system prompt, after message N.
+
+    Return whether a cached answer may be used (`cache.answer`, true unless said otherwise).
+    """
     cache = body["cache"]
     if not isinstance(cache, dict) or not cache:
-        raise InvalidRequest("'cache' must be an object with 'system', 'messages' or 'ttl'")
+        raise InvalidRequest("'cache' must be an object with 'system', 'messages', 'ttl' or 'answer'")
     unknown = sorted(set(cache) - CACHE_FIELDS)
     if unknown:
-        raise InvalidRequest(f"unknown field 'cache.{shorten(unknown[0])}'; allowed: messages, system, ttl")
+        allowed = ", ".join(sorted(CACHE_FIELDS))
+        raise InvalidRequest(f"unknown field 'cache.{shorten(unknown[0])}'; allowed: {allowed}")
+    answer = cache.get("answer", True)
+    if not isinstance(answer, bool):
+        raise InvalidRequest("'cache.answer' must be true or false")
     point: dict = {"type": "default"}
     if "ttl" in cache:
         if cache["ttl"] not in CACHE_TTLS:
@@ -278,3 +287,4 @@ def _cache_points(body: dict, args: dict) -> None:
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= len(messages):
             raise InvalidRequest(f"'cache.messages' must be a message count, 1 to {len(messages)}")
         messages[count - 1]["content"].append({"cachePoint": dict(point)})
+    return answer

@@ -1,0 +1,94 @@
+"""Complete answers to deterministic requests, kept as stored streams and replayed without calling Bedrock."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .events import COMPLETE, Ended, Stop, Summary, Usage
+from .relay import Listener
+from .replay import Replay
+from .store import Store, StoreError
+
+if TYPE_CHECKING:
+    from .recorder import Recorder
+
+logger = logging.getLogger(__name__)
+SORT = "a"
+# Only an answer the model ended itself is whole: not one cut by maxTokens, a guardrail or a cancel.
+WHOLE = ("end_turn", "stop_sequence")
+# Bumped when what an answer depends on changes shape, so old entries are never matched.
+KEY_VERSION = "1"
+
+
+def _key(digest: str) -> dict:
+    return {"pk": {"S": f"a#{digest}"}, "sk": {"S": SORT}}
+
+
+def deterministic(converse_args: dict) -> bool:
+    """Tell whether a request asks for the same answer each time: temperature 0, and no tools to call."""
+    temperature = converse_args.get("inferenceConfig", {}).get("temperature")
+    return temperature == 0 and "toolConfig" not in converse_args
+
+
+class AnswerCache:
+    """Maps a request's key to the stored stream that answered it, for `seconds`."""
+
+    def __init__(self, store: Store, seconds: int, clock: Callable[[], float] = time.time):
+        self.store = store
+        self.seconds = seconds
+        self.clock = clock
+
+    @staticmethod
+    def key(converse_args: dict, owner: str, guardrail: tuple) -> str:
+        """Hash everything the answer depends on: model, system, messages, every parameter, the
+        guardrail in force, and the caller, so no one is ever served another caller's answer."""
+        parts = [KEY_VERSION, owner, list(guardrail), converse_args]
+        # An attachment's bytes count by their digest.
+        text = json.dumps(parts, sort_keys=True, default=lambda raw: hashlib.sha256(raw).hexdigest())
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def find(self, key: str) -> str | None:
+        """Return the stream that answered this key, if one did within `seconds`; raise StoreError."""
+        item = self.store.call("get_item", Key=_key(key)).get("Item")
+        if not item or int(item["expiresAt"]["N"]) <= self.clock():
+            return None
+        return item["streamId"]["S"]
+
+    def keep(self, key: str, stream_id: str) -> None:
+        """Remember that this stream answered the key; raise StoreError."""
+        expires = int(self.clock() + self.seconds)
+        item = {**_key(key), "streamId": {"S": stream_id}, "expiresAt": {"N": str(expires)}}
+        self.store.call("put_item", Item=item)
+
+
+class Keep(Listener):
+    """Keeps a stream's answer in the cache once it ended whole and was stored whole."""
+
+    def __init__(self, cache: AnswerCache, key: str, stream_id: str, recorder: Recorder):
+        self.cache, self.key, self.stream_id, self.recorder = cache, key, stream_id, recorder
+
+    def on_end(self, summary: Summary) -> None:
+        # After the recorder's own end (listeners run in order): its end is stored, or it is lost.
+        if summary.outcome != COMPLETE or summary.stop_reason not in WHOLE or self.recorder.lost:
+            return
+        try:
+            self.cache.keep(self.key, self.stream_id)
+            summary.store_requests = (summary.store_requests or 0) + 1
+        except StoreError as exc:
+            logger.warning("stream %s: not kept in the answer cache: %s", self.stream_id, exc)
+
+
+class Hit(Replay):
+    """A cached answer read back at once, ending with 0 Bedrock tokens: this request called no model."""
+
+    def get(self, timeout: float) -> list | None:
+        events = super().get(timeout)
+        if events and len(events) >= 2 and type(events[-2]) is Ended:
+            # The original's end, less what belongs to the original: its usage and its timings.
+            events[-2:-1] = [Stop(events[-2].stop_reason), Usage(0, 0, 0)]
+        return events
