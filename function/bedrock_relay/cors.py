@@ -10,7 +10,7 @@ from .settings import Settings
 ALLOW_METHODS = "GET, POST, DELETE, OPTIONS"
 ALLOW_HEADERS = "Content-Type, Accept, Authorization, X-Api-Key, Last-Event-ID"
 # Browsers hide response headers from cross-origin scripts unless listed here.
-EXPOSE_HEADERS = "X-Request-Id, X-Stream-Id, WWW-Authenticate"
+EXPOSE_HEADERS = "X-Request-Id, X-Stream-Id, X-Answer-Cache, WWW-Authenticate"
 MAX_AGE_SECONDS = "600"
 
 
