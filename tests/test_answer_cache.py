@@ -188,3 +188,50 @@ def test_the_cache_needs_the_store_and_must_not_outlive_it():
         from_env({"ANSWER_CACHE_SECONDS": "7200", "STREAMS_TABLE": "t", "STREAM_TTL_HOURS": "1"})
     with pytest.raises(SettingsError, match="ANSWER_CACHE_SECONDS must be 0"):
         from_env({"ANSWER_CACHE_SECONDS": "-1"})
+
+
+def test_an_answer_no_longer_stored_whole_is_asked_again_and_forgotten(cache_app, standin, dynamodb):
+    import boto3
+
+    tag = label()
+    body = {"prompt": f"[standin tokens=3 id={tag}] hi", "temperature": 0}
+    _, fresh = ask(cache_app, body)
+    # Its end expired (DynamoDB's TTL deletes items one by one, in no order).
+    table = boto3.client(
+        "dynamodb",
+        endpoint_url=dynamodb.url,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    table.delete_item(
+        TableName=dynamodb.table, Key={"pk": {"S": f"s#{fresh[0]['streamId']}"}, "sk": {"S": "e"}}
+    )
+    again, lines = ask(cache_app, body)
+    assert again.headers["x-answer-cache"] == "miss" and lines[-1]["stopReason"] == "end_turn"
+    assert calls(standin, tag) == 2
+    assert ask(cache_app, body)[0].headers["x-answer-cache"] == "hit"  # the new answer took its place
+
+
+def test_a_store_that_cannot_be_read_costs_the_cache_never_the_answer(standin):
+    from tests.harness import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    app = start_app(standin.url, AWS_ENDPOINT_URL_DYNAMODB=dead, STREAMS_TABLE="t", ANSWER_CACHE_SECONDS="60")
+    try:
+        tag = label()
+        response, lines = ask(app, {"prompt": f"[standin tokens=4 id={tag}] hi", "temperature": 0})
+        assert response.headers["x-answer-cache"] == "unavailable"
+        assert lines[-1]["stopReason"] == "end_turn" and len(text_of(lines).split()) == 4
+    finally:
+        app.stop()
+
+
+def test_a_draft_guardrail_is_never_cached_past(standin, dynamodb):
+    # A DRAFT can be edited in place: what it let through once may not pass it now.
+    app = start_app(standin.url, **store_env(dynamodb), ANSWER_CACHE_SECONDS="60", GUARDRAIL_ID="gr-draft")
+    try:
+        body = {"prompt": "[standin tokens=2] hi", "temperature": 0}
+        assert ask(app, body)[0].headers["x-answer-cache"] == "ineligible"
+    finally:
+        app.stop()

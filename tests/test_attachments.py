@@ -6,7 +6,13 @@ import hashlib
 
 import openai
 import pytest
-from bedrock_relay.attachments import MAX_DOCUMENT_BYTES, MAX_IMAGE_BYTES, AttachmentError, Attachments
+from bedrock_relay.attachments import (
+    MAX_DOCUMENT_BYTES,
+    MAX_IMAGE_BYTES,
+    AttachmentError,
+    Attachments,
+    image_size,
+)
 
 from tests.conftest import wait_for_record
 from tests.media import b64, pdf, png
@@ -80,10 +86,14 @@ def test_a_body_of_several_megabytes_fits_under_the_raised_limit(client, standin
             f"bytes; an image may be at most {MAX_IMAGE_BYTES}",
         ),
         (
-            user(text("hi"), *[document(pdf())] * 6),
+            user(text("hi"), *[document(pdf(), f"r{i}") for i in range(6)]),
             "'messages[0].content[6].document' is one document too many: at most 5",
         ),
         (user(document(pdf())), "'messages[0].content' holds a document, so it needs a text block"),
+        (
+            user(text("hi"), document(pdf(), "terms"), document(pdf(), "terms")),
+            "'messages[0].content[2].document.name' 'terms' is another document's name too",
+        ),
         (user(text("hi"), image(png(), "bmp")), "'messages[0].content[1].image.format' must be one of png"),
         (
             user(text("hi"), image(pdf())),
@@ -95,6 +105,10 @@ def test_a_body_of_several_megabytes_fits_under_the_raised_limit(client, standin
         (user(text("hi"), document(pdf(), "two  spaces")), "'messages[0].content[1].document.name' must be"),
         (
             user(text("hi"), {"image": {"format": "png", "data": "not base64!"}}),
+            "'messages[0].content[1].image.data' is not valid base64",
+        ),
+        (
+            user(text("hi"), {"image": {"format": "png", "data": "d\u00e9j\u00e0"}}),
             "'messages[0].content[1].image.data' is not valid base64",
         ),
         (
@@ -170,3 +184,55 @@ def test_the_openai_api_names_the_part_of_a_bad_file(app):
         sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": content}])
     assert raised.value.body["param"] == "messages[0].content"
     assert "needs a text part" in raised.value.body["message"]
+
+
+def test_the_openai_api_gives_files_of_one_name_names_of_their_own(app, standin):
+    sdk = openai.OpenAI(base_url=f"{app.url}/v1", api_key="local", timeout=30)
+    data = f"data:application/pdf;base64,{b64(pdf())}"
+    content = [
+        {"type": "text", "text": "[standin tokens=2 id=oa-files] compare"},
+        {"type": "file", "file": {"filename": "terms.pdf", "file_data": data}},
+        {"type": "file", "file": {"filename": "terms.pdf", "file_data": data}},
+        {"type": "file", "file": {"file_data": data}},
+    ]
+    sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": content}])
+    received = wait_for_record(standin, "oa-files", "complete").attachments
+    assert [a["name"] for a in received] == ["terms", "terms (2)", "document"]
+
+
+def jpeg(width: int, height: int) -> bytes:
+    """A JPEG's start: SOI, an APP0 segment, then a baseline start of frame holding the size."""
+    app0 = b"\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+    size = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    frame = b"\xff\xc0\x00\x11\x08" + size + b"\x03" + b"\0" * 9
+    return b"\xff\xd8" + app0 + frame + b"\xff\xd9"
+
+
+def webp(kind: bytes, width: int, height: int) -> bytes:
+    """A WebP's header of each kind (lossy, lossless, extended), as its format's specification lays it out."""
+    if kind == b"VP8X":
+        body = b"\0" * 4 + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    elif kind == b"VP8L":
+        body = b"\x2f" + ((width - 1) | (height - 1) << 14).to_bytes(4, "little")
+    else:
+        body = b"\0" * 3 + b"\x9d\x01\x2a" + width.to_bytes(2, "little") + height.to_bytes(2, "little")
+    body += b"\0" * 16  # where the image data would go
+    chunk = kind + len(body).to_bytes(4, "little") + body
+    return b"RIFF" + (len(chunk) + 4).to_bytes(4, "little") + b"WEBP" + chunk
+
+
+@pytest.mark.parametrize(
+    ("data", "image_format", "size"),
+    [
+        (png(7, 3), "png", (7, 3)),
+        (jpeg(640, 480), "jpeg", (640, 480)),
+        (b"GIF89a" + (9000).to_bytes(2, "little") + (2).to_bytes(2, "little") + b"\0" * 8, "gif", (9000, 2)),
+        (webp(b"VP8 ", 300, 200), "webp", (300, 200)),
+        (webp(b"VP8L", 16000, 10), "webp", (16000, 10)),
+        (webp(b"VP8X", 12000, 8000), "webp", (12000, 8000)),
+        (webp(b"VP8X", 12000, 8000)[:26], "webp", None),
+        (jpeg(640, 480)[:10], "jpeg", None),
+    ],
+)
+def test_image_sizes_are_read_from_each_formats_header(data, image_format, size):
+    assert image_size(data, image_format) == size

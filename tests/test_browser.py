@@ -421,9 +421,12 @@ def test_images_and_a_pdf_picked_dropped_and_pasted_are_shown_and_sent(page, app
     ]
     # The next turn sends the earlier files again: the model sees the whole conversation.
     expect(page.locator("#send")).to_be_enabled()
+    # A second file of the same name gets a name of its own: Bedrock takes each name once a request.
+    page.evaluate(GIVE_FILES, ["paste", [["Q3 terms.pdf", "application/pdf", b64(pdf("more"))]]])
     follow = tag()
     ask(page, f"[standin tokens=2 id={follow}] and the first?")
-    assert len(wait_for_record(standin, follow, "complete").attachments) == 3
+    names = [a["name"] for a in wait_for_record(standin, follow, "complete").attachments]
+    assert names == [None, None, "Q3 terms", "Q3 terms (2)"]
 
 
 def test_redacted_reasoning_is_shown_as_withheld(page, app):

@@ -101,13 +101,14 @@ def test_an_allowed_origin_gets_cors_headers_and_the_request_id():
     assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
     allowed_headers = preflight.headers["Access-Control-Allow-Headers"].lower()
     # Authorization: for streamChat's `headers` option, e.g. a bearer token.
-    expected = {"content-type", "accept", "authorization", "x-api-key"}
+    expected = {"content-type", "accept", "authorization", "x-api-key", "cache-control"}
     assert expected <= {h.strip() for h in allowed_headers.split(",")}
     refused = client.post("/chat", data="{}", headers={"Origin": ORIGIN})
     assert refused.status_code == 400
     assert refused.headers["Access-Control-Allow-Origin"] == ORIGIN
     # The request id, and the sign-in challenge a page needs to tell why it was refused.
-    assert refused.headers["Access-Control-Expose-Headers"] == "X-Request-Id, X-Stream-Id, WWW-Authenticate"
+    exposed = "X-Request-Id, X-Stream-Id, X-Answer-Cache, WWW-Authenticate"
+    assert refused.headers["Access-Control-Expose-Headers"] == exposed
     assert "Origin" in refused.headers["Vary"]
 
 

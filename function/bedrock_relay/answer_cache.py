@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .events import COMPLETE, Ended, Stop, Summary, Usage
+from .events import COMPLETE, Stop, Summary, Usage
+from .pump import END
 from .relay import Listener
-from .replay import Replay
 from .store import Store, StoreError
 
 if TYPE_CHECKING:
@@ -23,6 +24,8 @@ SORT = "a"
 WHOLE = ("end_turn", "stop_sequence")
 # Bumped when what an answer depends on changes shape, so old entries are never matched.
 KEY_VERSION = "1"
+# How long the end of an answer may wait for it to be kept.
+KEEP_WAIT_SECONDS = 0.5
 
 
 def _key(digest: str) -> dict:
@@ -59,6 +62,21 @@ class AnswerCache:
             return None
         return item["streamId"]["S"]
 
+    def answer(self, key: str) -> Hit | None:
+        """Return the cached answer to this key, read whole; None if there is none, or if what is
+        stored is no longer whole (its items expired), which is then forgotten. Raise StoreError."""
+        stream_id = self.find(key)
+        if stream_id is None:
+            return None
+        batches, end = self.store.read(stream_id, 0)
+        deltas = [delta for batch in batches for delta in batch]
+        if end is None or [delta.seq for delta in deltas] != list(range(1, end["lastSeq"] + 1)):
+            logger.warning("stream %s: a cached answer is no longer whole; asking Bedrock again", stream_id)
+            self.store.call("delete_item", Key=_key(key))
+            return None
+        # The original's end, less what belongs to the original: its usage and its timings.
+        return Hit(stream_id, [*deltas, Stop(end["stopReason"]), Usage(0, 0, 0)])
+
     def keep(self, key: str, stream_id: str) -> None:
         """Remember that this stream answered the key; raise StoreError."""
         expires = int(self.clock() + self.seconds)
@@ -73,9 +91,16 @@ class Keep(Listener):
         self.cache, self.key, self.stream_id, self.recorder = cache, key, stream_id, recorder
 
     def on_end(self, summary: Summary) -> None:
-        # After the recorder's own end (listeners run in order): its end is stored, or it is lost.
-        if summary.outcome != COMPLETE or summary.stop_reason not in WHOLE or self.recorder.lost:
+        # After the recorder's own end (listeners run in order): kept only if its end was stored.
+        if summary.outcome != COMPLETE or summary.stop_reason not in WHOLE or not self.recorder.stored:
             return
+        # Before the client's end, so the next request finds it; but a slow store may not hold
+        # the end back past a moment: the write then finishes on its own.
+        writer = threading.Thread(target=self._keep, args=(summary,), name="answer-cache", daemon=True)
+        writer.start()
+        writer.join(KEEP_WAIT_SECONDS)
+
+    def _keep(self, summary: Summary) -> None:
         try:
             self.cache.keep(self.key, self.stream_id)
             summary.store_requests = (summary.store_requests or 0) + 1
@@ -83,12 +108,19 @@ class Keep(Listener):
             logger.warning("stream %s: not kept in the answer cache: %s", self.stream_id, exc)
 
 
-class Hit(Replay):
-    """A cached answer read back at once, ending with 0 Bedrock tokens: this request called no model."""
+class Hit:
+    """A cached answer, read whole from the store, as a relay source: all of it in one batch."""
 
-    def get(self, timeout: float) -> list | None:
-        events = super().get(timeout)
-        if events and len(events) >= 2 and type(events[-2]) is Ended:
-            # The original's end, less what belongs to the original: its usage and its timings.
-            events[-2:-1] = [Stop(events[-2].stop_reason), Usage(0, 0, 0)]
-        return events
+    def __init__(self, stream_id: str, events: list):
+        self.stream_id = stream_id
+        self._events: list | None = events
+
+    def start(self) -> None:
+        """Nothing to start: the answer was read before the response began."""
+
+    def cancel(self) -> None:
+        """Nothing runs to be stopped."""
+
+    def get(self, timeout: float) -> list | None:  # noqa: ARG002 - the source interface
+        events, self._events = self._events, None
+        return None if events is None else [*events, END]

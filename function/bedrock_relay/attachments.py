@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 import struct
 
@@ -47,6 +46,7 @@ class Attachments:
     def __init__(self) -> None:
         self.images = 0
         self.documents = 0
+        self.names: set[str] = set()  # Bedrock refuses two documents of one name in a request
 
     def image(self, image_format: object, data: object) -> dict:
         """Return a Converse image block from a format and base64 data, or raise AttachmentError."""
@@ -82,16 +82,25 @@ class Attachments:
                 "with single spaces between words (Bedrock's rule; the file's extension goes in 'format')",
                 "name",
             )
+        if name in self.names:
+            raise AttachmentError(f"{name!r} is another document's name too; Bedrock takes each once", "name")
+        self.names.add(name)
         raw = _decode(data, MAX_DOCUMENT_BYTES, "a document")
         _check_signature(raw, document_format)
         return {"document": {"format": document_format, "name": name, "source": {"bytes": raw}}}
 
 
-def safe_name(filename: str) -> str:
-    """Return a file's name as Bedrock allows a document's: no extension, other characters as spaces."""
+def safe_name(filename: str, taken: set[str]) -> str:
+    """Return a file's name as Bedrock allows a document's: no extension, other characters as
+    spaces, and a number after it if another document has it."""
     stem = filename.rsplit(".", 1)[0] if "." in filename else filename
     cleaned = " ".join(re.sub(r"[^A-Za-z0-9()\[\]-]+", " ", stem).split())
-    return cleaned[:MAX_NAME_CHARACTERS].strip() or "document"
+    name = cleaned[: MAX_NAME_CHARACTERS - 6].strip() or "document"
+    number = 2
+    unique = name
+    while unique in taken:
+        unique, number = f"{name} ({number})", number + 1
+    return unique
 
 
 def _decode(data: object, limit: int, what: str) -> bytes:
@@ -102,7 +111,7 @@ def _decode(data: object, limit: int, what: str) -> bytes:
         raise AttachmentError(f"is about {len(data) * 3 // 4} bytes; {what} may be at most {limit}")
     try:
         raw = base64.b64decode(data, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or characters outside ASCII
         raise AttachmentError("is not valid base64") from None
     if not raw:
         raise AttachmentError("is empty")
@@ -138,6 +147,8 @@ def image_size(raw: bytes, image_format: str) -> tuple[int, int] | None:
 
 
 def _webp_size(raw: bytes) -> tuple[int, int] | None:
+    if len(raw) < 30:  # every kind of header ends by byte 30
+        return None
     chunk = raw[12:16]
     if chunk == b"VP8X":  # 24-bit sizes, less one
         return int.from_bytes(raw[24:27], "little") + 1, int.from_bytes(raw[27:30], "little") + 1

@@ -21,6 +21,7 @@ from .settings import Settings
 from .validation import ChatRequest, InvalidRequest, parse_body, validate
 
 if TYPE_CHECKING:
+    from .answer_cache import Hit
     from .conversations import Keeper
     from .recorder import Recorder
     from .store import Store
@@ -98,7 +99,7 @@ def chat() -> Response:
     keeper = _conversation(store, chat_request, stream_id) if store is not None else None
     # After the conversation's turns are in: they are part of what the answer depends on.
     cache_key, hit = cached_answer(chat_request.converse_args, chat_request.answer_cache)
-    ids: dict = {"streamId": hit or stream_id} if stream_id else {}
+    ids: dict = {"streamId": hit.stream_id if hit else stream_id} if stream_id else {}
     if hit:
         ids["cached"] = True
     if keeper is not None:
@@ -126,9 +127,9 @@ def stream_headers(ids: dict) -> dict[str, str]:
     return headers
 
 
-def cached_answer(converse_args: dict, wanted: bool) -> tuple[str | None, str | None]:
+def cached_answer(converse_args: dict, wanted: bool) -> tuple[str | None, Hit | None]:
     """With the answer cache on: the key to keep this request's answer under (None if it is not to be
-    kept) and the stream that answered it already (None on a miss); the log line says which."""
+    kept) and the answer kept already (None on a miss); the log line says which."""
     cache = current_app.extensions.get("answer_cache")
     if cache is None:
         return None, None
@@ -136,10 +137,12 @@ def cached_answer(converse_args: dict, wanted: bool) -> tuple[str | None, str | 
     from .store import StoreError
     from .streams_api import owner
 
-    if not deterministic(converse_args):
+    settings: Settings = current_app.extensions["settings"]
+    # A DRAFT guardrail can be edited in place: an answer it once let through may not pass it now.
+    draft = settings.guardrail_id and settings.guardrail_version == "DRAFT"
+    if draft or not deterministic(converse_args):
         g.log_fields["answerCache"] = "ineligible"
         return None, None
-    settings: Settings = current_app.extensions["settings"]
     guardrail = (settings.guardrail_id, settings.guardrail_version, settings.guardrail_stream_mode)
     key = cache.key(converse_args, owner(), guardrail if settings.guardrail_id else ())
     # A bypass still keeps its fresh answer: the next request gets it.
@@ -147,7 +150,7 @@ def cached_answer(converse_args: dict, wanted: bool) -> tuple[str | None, str | 
         g.log_fields["answerCache"] = "bypass"
         return key, None
     try:
-        hit = cache.find(key)
+        hit = cache.answer(key)
     except StoreError as exc:
         logger.warning("the answer cache cannot be read: %s", exc)
         g.log_fields["answerCache"] = "unavailable"
@@ -156,14 +159,11 @@ def cached_answer(converse_args: dict, wanted: bool) -> tuple[str | None, str | 
     return key, hit
 
 
-def open_source(converse_args: dict, hit: str | None) -> Source:
-    """The stream's events: a cached answer read from the store, or a new Bedrock stream."""
-    settings: Settings = current_app.extensions["settings"]
+def open_source(converse_args: dict, hit: Hit | None) -> Source:
+    """The stream's events: a cached answer, or a new Bedrock stream."""
     if hit is not None:
-        from .answer_cache import Hit
-
-        store = current_app.extensions["store"]
-        return Hit(store, hit, 0, 0.0, poll_seconds=settings.persist_interval_ms / 1000)
+        return hit
+    settings: Settings = current_app.extensions["settings"]
     upstream = open_stream(current_app.extensions["bedrock"], converse_args, settings.retry_after_seconds)
     return Pump(upstream)
 

@@ -8,7 +8,8 @@ from .settings import Settings
 
 # GET resumes a stream and reads a conversation, DELETE deletes one (with the store on).
 ALLOW_METHODS = "GET, POST, DELETE, OPTIONS"
-ALLOW_HEADERS = "Content-Type, Accept, Authorization, X-Api-Key, Last-Event-ID"
+# Cache-Control: no-cache asks for a fresh answer, past the answer cache.
+ALLOW_HEADERS = "Content-Type, Accept, Authorization, X-Api-Key, Last-Event-ID, Cache-Control"
 # Browsers hide response headers from cross-origin scripts unless listed here.
 EXPOSE_HEADERS = "X-Request-Id, X-Stream-Id, X-Answer-Cache, WWW-Authenticate"
 MAX_AGE_SECONDS = "600"

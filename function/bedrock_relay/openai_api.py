@@ -75,7 +75,7 @@ def chat_completions() -> Response:
         writer = CompletionWriter(g.request_id, completion.model_id)
     store = current_app.extensions.get("store")
     cache_key, hit = cached_answer(completion.converse_args, True)
-    ids = {"streamId": hit or g.request_id} if store is not None else {}
+    ids = {"streamId": hit.stream_id if hit else g.request_id} if store is not None else {}
     g.log_fields.update(ids)
     headers = stream_headers(ids)
     source = open_source(completion.converse_args, hit)

@@ -139,8 +139,8 @@ def _blocks(content: Any, where: str, attachments: Attachments) -> list[dict]:
             elif kind == "file":
                 file = part.get("file") if isinstance(part.get("file"), dict) else {}
                 media_type, data = _data_url(file.get("file_data"), DOCUMENT_TYPES, source, place)
-                name = file.get("filename")
-                name = safe_name(name) if isinstance(name, str) else "document"
+                filename = file.get("filename")
+                name = safe_name(filename if isinstance(filename, str) else "", attachments.names)
                 blocks.append(attachments.document(DOCUMENT_TYPES[media_type], name, data))
             else:
                 raise OpenAIRequestError("each part must be a text, an image_url or a file part", place)

@@ -43,6 +43,7 @@ class Recorder(Listener):
         self.interrupt = interrupt
         self.clock = clock
         self.lost = False  # True once events could not be stored: readers are told so
+        self.stored = False  # True once the stream is stored whole, its end included
         self.writes = 0  # DynamoDB requests made, for the log line and the bench
         self._pending: list[Event] = []
         self._pending_lock = threading.Lock()
@@ -133,6 +134,7 @@ class Recorder(Listener):
             if self._open() and self._flush(final=True):
                 try:
                     self.store.finish(self.stream_id, end_record(summary, self._last_seq))
+                    self.stored = not self.lost
                     self.writes += 2
                     summary.store_requests = (summary.store_requests or 0) + self.writes
                     return

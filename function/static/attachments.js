@@ -9,6 +9,31 @@ const LIMITS = {
   document: { count: 5, bytes: 4_500_000 },
 };
 export const ACCEPT = [...Object.keys(IMAGE_TYPES), ...Object.keys(DOCUMENT_TYPES)].join(",");
+// The service's default MAX_REQUEST_BYTES, within a Function URL's 6 MB; some room is kept for the text.
+const MAX_BODY_BYTES = 6_000_000 - 100_000;
+
+const base64Length = (bytes) => Math.ceil(bytes / 3) * 4;
+
+/** What the conversation's earlier messages hold already: each turn sends them all again. */
+export function held(messages) {
+  const totals = { image: 0, document: 0, bytes: 0, names: new Set() };
+  for (const message of messages) {
+    if (typeof message.content === "string") {
+      totals.bytes += message.content.length;
+      continue;
+    }
+    for (const block of message.content) {
+      if (block.image) totals.image += 1;
+      if (block.document) {
+        totals.document += 1;
+        totals.names.add(block.document.name);
+      }
+      const source = block.image ?? block.document;
+      totals.bytes += source ? source.data.length : block.text.length;
+    }
+  }
+  return totals;
+}
 
 function kindOf(file) {
   if (file.type in IMAGE_TYPES) return "image";
@@ -16,11 +41,17 @@ function kindOf(file) {
   return null;
 }
 
-/** A file's name as Bedrock allows a document's: no extension, only letters, digits, -()[] and single spaces. */
-export function documentName(filename) {
+/**
+ * A file's name as Bedrock allows a document's: no extension, only letters, digits, -()[] and
+ * single spaces; numbered when another document in the request has it, since Bedrock takes each once.
+ */
+export function documentName(filename, taken) {
   const stem = filename.includes(".") ? filename.slice(0, filename.lastIndexOf(".")) : filename;
-  const name = stem.replace(/[^A-Za-z0-9()[\]-]+/g, " ").trim().replace(/ +/g, " ").slice(0, 200).trim();
-  return name || "document";
+  const name = stem.replace(/[^A-Za-z0-9()[\]-]+/g, " ").trim().replace(/ +/g, " ").slice(0, 190).trim() || "document";
+  let unique = name;
+  for (let number = 2; taken.has(unique); number += 1) unique = `${name} (${number})`;
+  taken.add(unique);
+  return unique;
 }
 
 function base64Of(file) {
@@ -63,14 +94,20 @@ export function preview(file, onRemove) {
 
 /** The files waiting to go with the next message, and their previews in the composer. */
 export class Tray {
-  constructor(list, onMessage) {
+  constructor(list, onMessage, earlier) {
     this.list = list;
     this.onMessage = onMessage; // tells the user why a file was not taken
+    this.earlier = earlier; // what the conversation holds already, as held() counts it
     this.files = [];
   }
 
-  /** Take files the user gave, refusing by name any Bedrock would refuse. */
+  /** Take files the user gave, refusing by name any Bedrock or the request size would refuse. */
   add(files) {
+    const totals = this.earlier();
+    for (const file of this.files) {
+      totals[kindOf(file)] += 1;
+      totals.bytes += base64Length(file.size);
+    }
     for (const file of files) {
       const kind = kindOf(file);
       if (!kind) {
@@ -83,10 +120,17 @@ export class Tray {
         this.onMessage(`${file.name} was not attached: an ${kind} may be at most ${megabytes} MB.`);
         continue;
       }
-      if (this.files.filter((f) => kindOf(f) === kind).length >= limit.count) {
-        this.onMessage(`${file.name} was not attached: at most ${limit.count} ${kind}s go in one message.`);
+      // Counted over the whole conversation: every turn sends the earlier files again.
+      if (totals[kind] >= limit.count) {
+        this.onMessage(`${file.name} was not attached: at most ${limit.count} ${kind}s go in one conversation.`);
         continue;
       }
+      if (totals.bytes + base64Length(file.size) > MAX_BODY_BYTES) {
+        this.onMessage(`${file.name} was not attached: the conversation would be over the 6 MB a request may carry.`);
+        continue;
+      }
+      totals[kind] += 1;
+      totals.bytes += base64Length(file.size);
       this.files.push(file);
     }
     this.render();
@@ -114,7 +158,7 @@ export class Tray {
 }
 
 /** A user message's content: the text alone, or the text and each file as a /chat content block. */
-export async function contentOf(text, files) {
+export async function contentOf(text, files, taken) {
   if (!files.length) return text;
   const blocks = [{ text }];
   for (const file of files) {
@@ -122,7 +166,8 @@ export async function contentOf(text, files) {
     if (kindOf(file) === "image") {
       blocks.push({ image: { format: IMAGE_TYPES[file.type], data } });
     } else {
-      blocks.push({ document: { format: DOCUMENT_TYPES[file.type], name: documentName(file.name), data } });
+      const name = documentName(file.name, taken);
+      blocks.push({ document: { format: DOCUMENT_TYPES[file.type], name, data } });
     }
   }
   return blocks;

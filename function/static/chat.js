@@ -9,7 +9,7 @@ import {
   signedInAs,
   useApiKey,
 } from "./sign-in.js";
-import { ACCEPT, Tray, contentOf, preview } from "./attachments.js";
+import { ACCEPT, Tray, contentOf, held, preview } from "./attachments.js";
 import { ChatError, cancelChat, streamChat } from "./stream-chat.js";
 
 const chatUrl = new URL(document.body.dataset.chatUrl, document.baseURI);
@@ -20,7 +20,7 @@ const sendButton = document.getElementById("send");
 const stopButton = document.getElementById("stop");
 const status = document.getElementById("status");
 const template = document.getElementById("turn-template");
-const tray = new Tray(document.getElementById("attachments"), setStatus);
+const tray = new Tray(document.getElementById("attachments"), setStatus, () => held(messages));
 const fileInput = document.getElementById("file-input");
 
 // The whole conversation lives here, client-side: the service keeps no state between requests.
@@ -166,7 +166,7 @@ async function send(text, files) {
   let outcome = "failed";
   let asked = false; // the question is in `history` (reading a file can fail first)
   try {
-    history.push({ role: "user", content: await contentOf(text, files) });
+    history.push({ role: "user", content: await contentOf(text, files, held(history).names) });
     asked = true;
     await ready;
     const last = await streamChat(chatUrl, { messages: history }, {
