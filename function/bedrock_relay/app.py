@@ -24,7 +24,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions["settings"] = settings
     # One client per process: it holds the connection pool to Bedrock.
     app.extensions["bedrock"] = client or make_client(settings)
-    logs.init_logging()
+    logs.init_logging("" if settings.metrics_namespace == "-" else settings.metrics_namespace)
     app.before_request(invocation.identify)
     app.after_request(_common_headers)
     errors.init_app(app)

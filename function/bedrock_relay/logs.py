@@ -8,20 +8,47 @@ import sys
 from datetime import UTC, datetime
 
 from .events import Summary
+from .metrics import embed
 from .relay import Listener
 
 logger = logging.getLogger("bedrock_relay.requests")
 NO_USAGE = {"inputTokens": None, "outputTokens": None, "totalTokens": None}
+# The CloudWatch namespace request lines declare their metrics in; empty, they declare none.
+_metrics = {"namespace": ""}
 
 
-def init_logging() -> None:
-    """Send request lines to stdout as bare JSON, which CloudWatch Logs indexes as is."""
+class JsonLines(logging.Formatter):
+    """Every other log record as one JSON line, a traceback as one of its fields: CloudWatch
+    would make each line of a bare traceback an event of its own."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "event": "log",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            fields["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(fields, separators=(",", ":"))
+
+
+def init_logging(metrics_namespace: str = "") -> None:
+    """Send request lines to stdout as bare JSON, which CloudWatch Logs indexes as is, and every
+    other record (a crash's traceback among them) as JSON too."""
+    _metrics["namespace"] = metrics_namespace
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         logger.propagate = False
+    root = logging.getLogger()
+    if not root.handlers:  # a test runner's own capture comes first
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonLines())
+        root.addHandler(handler)
 
 
 def log_event(event: str, **fields: object) -> None:
@@ -32,7 +59,9 @@ def log_event(event: str, **fields: object) -> None:
 
 
 def log_request(**fields: object) -> None:
-    """Write one request's outcome."""
+    """Write one request's outcome; with a metrics namespace, in Embedded Metric Format."""
+    if _metrics["namespace"]:
+        fields = embed(fields, _metrics["namespace"], int(datetime.now(UTC).timestamp() * 1000))
     log_event("request", **fields)
 
 

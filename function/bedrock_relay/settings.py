@@ -166,6 +166,8 @@ class Settings:
     web_concurrency: int = setting("WEB_CONCURRENCY", 1, _positive(int))
     web_threads: int = setting("WEB_THREADS", 64, _positive(int))
     log_level: str = setting("LOG_LEVEL", "warning", str.lower)
+    # Request lines declare CloudWatch metrics in this namespace (Embedded Metric Format); "-" is off.
+    metrics_namespace: str = setting("METRICS_NAMESPACE", "BedrockRelay", _text)
     # Who may call: none (the URL's own AWS_IAM auth, or local use), jwt, api_key, or both.
     auth_modes: tuple[str, ...] = setting("AUTH_MODE", (), _auth_modes)
     jwt_issuer: str = setting("JWT_ISSUER", "", https_url)
