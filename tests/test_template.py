@@ -38,8 +38,8 @@ def _statements(template: dict) -> Iterator[dict]:
 def dynamodb_actions_in_code() -> set[str]:
     """The DynamoDB operations the service calls, read from its source, as IAM actions."""
     found = set()
-    for name in ("store.py", "conversations.py"):
-        source = (ROOT / "function" / "bedrock_relay" / name).read_text()
+    for path in (ROOT / "function" / "bedrock_relay").glob("*.py"):
+        source = path.read_text()
         for operation in re.findall(r'call\(\s*"(\w+)"', source):
             # A transaction's puts and updates are authorized as PutItem and UpdateItem themselves.
             if operation != "transact_write_items":
@@ -242,3 +242,50 @@ def test_a_guardrail_is_applied_only_when_named_and_only_that_one(template: dict
     env = function["Environment"]["Variables"]
     assert env["GUARDRAIL_ID"] == {"Ref": "GuardrailId"}
     assert template["Parameters"]["GuardrailStreamMode"]["AllowedValues"] == ["sync", "async"]
+
+
+def _metric_names(value: Any) -> Iterator[str]:
+    """Yield every metric name a template value names: in alarms, and in the dashboard's JSON."""
+    if isinstance(value, dict):
+        if "MetricName" in value:
+            yield value["MetricName"]
+        for item in value.values():
+            yield from _metric_names(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _metric_names(item)
+
+
+def test_alarms_and_the_dashboard_watch_metrics_the_code_declares(template: dict, function: dict):
+    import json
+
+    from bedrock_relay.metrics import COUNTS, MEASURES
+
+    declared = {*COUNTS, *(name for name, _ in MEASURES)}
+    resources = template["Resources"]
+    alarms = {
+        name: r
+        for name, r in resources.items()
+        if isinstance(r, dict) and r.get("Type") == "AWS::CloudWatch::Alarm"
+    }
+    assert set(alarms) == {"ErrorRateAlarm", "BedrockThrottleAlarm", "TtftAlarm", "ConcurrencyAlarm"}
+    ours = set(_metric_names(alarms)) - {"ConcurrentExecutions"}
+    assert ours and ours <= declared
+    body, values = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    namespace = "BedrockRelay/${AWS::StackName}"
+    assert values["Namespace"] == {"Fn::Sub": namespace}
+    assert function["Environment"]["Variables"]["METRICS_NAMESPACE"] == {"Fn::Sub": namespace}
+    # The body is JSON once its ${...} are filled in: numbers for the numeric ones.
+    filled = re.sub(r"\$\{(TtftAlarmMilliseconds|ReservedConcurrency)\}", "1", body)
+    widgets = json.loads(re.sub(r"\$\{[^}]+\}", "x", filled))["widgets"]
+    on_dashboard = {row[1] for w in widgets if w["type"] == "metric" for row in w["properties"]["metrics"]}
+    assert declared <= on_dashboard | {"durationMs"}  # every metric but duration is graphed
+    assert {"ConcurrentExecutions", "Throttles"} <= on_dashboard
+    # Every alarm notifies the topic when an address is given, and only then.
+    for alarm in alarms.values():
+        assert alarm["Properties"]["AlarmActions"] == {
+            "Fn::If": ["HasAlarmEmail", [{"Ref": "AlarmTopic"}], {"Ref": "AWS::NoValue"}]
+        }
+    topic = resources["AlarmTopic"]
+    assert topic["Condition"] == "HasAlarmEmail" and topic["Properties"]["KmsMasterKeyId"] == "alias/aws/sns"
+    assert alarms["ConcurrencyAlarm"]["Condition"] == "HasReservedConcurrency"
