@@ -14,8 +14,11 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from .credentials import CredentialsError, load_credentials
+from .diagnose import diagnose
 from .endpoint import EndpointError, chat_url, function_url_region, url_from_stack
 
+# The exit status of a self-test whose stream arrived in a lump: a deploy pipeline can stop on it.
+BUFFERED = 3
 FORMATS = {
     "text": "text/plain",
     "sse": "text/event-stream",
@@ -41,9 +44,11 @@ def stream_failure(fmt: str, tail: bytes) -> str | None:
     return None
 
 
-def signed_headers(url: str, body: bytes, headers: dict, credentials: Credentials, region: str) -> dict:
+def signed_headers(
+    url: str, body: bytes, headers: dict, credentials: Credentials, region: str, method: str = "POST"
+) -> dict:
     """Return the headers plus a SigV4 signature for service `lambda`, as Function URLs with AWS_IAM need."""
-    aws_request = AWSRequest(method="POST", url=url, data=body, headers=headers)
+    aws_request = AWSRequest(method=method, url=url, data=body, headers=headers)
     SigV4Auth(credentials, "lambda", region).add_auth(aws_request)
     return dict(aws_request.headers)
 
@@ -88,11 +93,34 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         epilog="With RELAY_TOKEN (a JWT) or RELAY_API_KEY set, that is sent instead of a signature.",
     )
     parser.add_argument("target", help="a stack name (its FunctionUrl output is used) or a URL")
-    parser.add_argument("prompt")
+    parser.add_argument("prompt", nargs="?")
+    parser.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="instead of a prompt, read GET /diag/stream and tell whether chunks arrive as sent "
+        f"(exit {BUFFERED} when they do not)",
+    )
+    parser.add_argument("--seconds", type=int, default=5, help="with --diagnose: how long the self-test runs")
+    parser.add_argument("--pad", type=int, default=0, help="with --diagnose: bytes of padding sent first")
     parser.add_argument("--format", choices=FORMATS, default="text", help="the answer's wire format")
     parser.add_argument("--model", help="a model id from the stack's AllowedModelIds")
     parser.add_argument("--region", help="the stack's region (default: your AWS configuration)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.diagnose and args.prompt is None:
+        parser.error("a PROMPT is needed, or --diagnose")
+    return args
+
+
+def _diagnose(base: str, args: argparse.Namespace, sign_in: dict) -> int:
+    """Run the streaming self-test against a relay and print its report; BUFFERED if it buffers."""
+    url = f"{base.rstrip('/')}/diag/stream?seconds={args.seconds}&pad={args.pad}"
+    region = None if sign_in else function_url_region(url)
+    headers = {"Accept": "application/x-ndjson", **sign_in}
+    if region:
+        headers = signed_headers(url, b"", headers, load_credentials(), region, method="GET")
+    report = diagnose(url, headers, timeout=args.seconds + 30)
+    print(report.render(url.split("?")[0]))
+    return BUFFERED if report.buffered else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,8 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     body = {"prompt": args.prompt, **({"modelId": args.model} if args.model else {})}
     try:
         base = args.target if "://" in args.target else url_from_stack(args.target, region=args.region)
-        url = chat_url(base)
         sign_in = bearer_headers(dict(os.environ))
+        if args.diagnose:
+            return _diagnose(base, args, sign_in)
+        url = chat_url(base)
         # Only a Lambda Function URL with AuthType AWS_IAM checks signatures; one whose relay checks
         # a token or key itself has AuthType NONE, and a local relay has nothing to check them with.
         region = None if sign_in else function_url_region(url)

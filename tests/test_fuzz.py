@@ -46,6 +46,7 @@ def fuzzed_app(standin: StandInServer, dynamodb) -> Iterator[AppProcess]:
         BEDROCK_MAX_ATTEMPTS="1",
         ALLOWED_MODEL_IDS="model-a,model-b",
         MODEL_ID="model-a",
+        DIAG_MAX_SECONDS="1",  # the self-test's longer runs are refused, documented, and quick
     )
     yield process
     process.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, g, jsonify
 
-from . import chat_api, cors, errors, invocation, logs, openai_api, openapi, static
+from . import chat_api, cors, diag_api, errors, invocation, logs, openai_api, openapi, static
 from .bedrock import make_client
 from .settings import from_env
 
@@ -36,6 +36,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.add_url_rule("/healthz", view_func=healthz)
     app.register_blueprint(chat_api.bp)
     app.register_blueprint(openai_api.bp)
+    app.register_blueprint(diag_api.bp)
     if settings.streams_table:
         # Imported only with the store on: without it, streams cost nothing extra.
         from . import conversations_api, store, streams_api

@@ -31,8 +31,11 @@ UNKNOWN = "-"  # a dimension's value must be a string; a request refused early h
 
 def api_of(fields: dict) -> str:
     """Name the front door and format a request came by: `chat:sse`, `openai:stream`, `resume:ndjson`."""
-    if fields.get("api") == "openai":
+    api = fields.get("api")
+    if api == "openai":
         return "openai:stream" if fields.get("stream") else "openai:json"
+    if api:
+        return api  # such as `diag`
     short = SHORT.get(fields.get("format"))
     if short is None:
         return "other"  # a request refused before its format was known, or no stream at all

@@ -166,6 +166,8 @@ class Settings:
     web_concurrency: int = setting("WEB_CONCURRENCY", 1, _positive(int))
     web_threads: int = setting("WEB_THREADS", 64, _positive(int))
     log_level: str = setting("LOG_LEVEL", "warning", str.lower)
+    # The longest streaming self-test (GET /diag/stream) a caller may ask for; each holds a thread.
+    diag_max_seconds: int = setting("DIAG_MAX_SECONDS", 30, _positive(int))
     # Request lines declare CloudWatch metrics in this namespace (Embedded Metric Format); "-" is off.
     metrics_namespace: str = setting("METRICS_NAMESPACE", "BedrockRelay", _text)
     # Who may call: none (the URL's own AWS_IAM auth, or local use), jwt, api_key, or both.
