@@ -42,3 +42,14 @@ def test_a_head_past_its_limit_is_too_large_whether_or_not_it_ended():
         whole(HEAD + b"X: " + b"a" * MAX_HEAD_BYTES, LIMIT)
     with pytest.raises(HeadTooLarge):
         whole(HEAD + b"X: " + b"a" * MAX_HEAD_BYTES + b"\r\n\r\n", LIMIT)
+
+
+def test_a_chunked_body_walked_as_it_arrives_is_judged_as_if_walked_whole():
+    # The event loop keeps `progress` per request, so each read walks only the new chunks.
+    body = b"".join(b"%x\r\n%s\r\n" % (size, b"a" * size) for size in (1, 7, 20, 3)) + b"0\r\n\r\n"
+    request_bytes = HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + body
+    progress: dict = {}
+    for end in range(len(HEAD), len(request_bytes) + 1):
+        arrived = bytearray(request_bytes[:end])
+        assert whole(arrived, LIMIT, progress) is whole(arrived, LIMIT), end
+    assert progress  # it did keep its place
