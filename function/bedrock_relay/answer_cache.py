@@ -32,25 +32,28 @@ def _key(digest: str) -> dict:
     return {"pk": {"S": f"a#{digest}"}, "sk": {"S": SORT}}
 
 
-def deterministic(converse_args: dict) -> bool:
-    """Tell whether a request asks for the same answer each time: temperature 0, and no tools to call."""
-    temperature = converse_args.get("inferenceConfig", {}).get("temperature")
-    return temperature == 0 and "toolConfig" not in converse_args
-
-
 class AnswerCache:
     """Maps a request's key to the stored stream that answered it, for `seconds`."""
 
-    def __init__(self, store: Store, seconds: int, clock: Callable[[], float] = time.time):
+    def __init__(
+        self, store: Store, seconds: int, guardrail: tuple = (), clock: Callable[[], float] = time.time
+    ):
         self.store = store
         self.seconds = seconds
+        self.guardrail = list(guardrail)  # (id, version, stream mode) of the one in force, if any
         self.clock = clock
 
-    @staticmethod
-    def key(converse_args: dict, owner: str, guardrail: tuple) -> str:
+    def eligible(self, converse_args: dict) -> bool:
+        """Tell whether a request's answer may be cached: temperature 0, no tools to call, and no
+        DRAFT guardrail, which can be edited in place (what it once let through may not pass now)."""
+        temperature = converse_args.get("inferenceConfig", {}).get("temperature")
+        draft = self.guardrail and self.guardrail[1] == "DRAFT"
+        return temperature == 0 and "toolConfig" not in converse_args and not draft
+
+    def key(self, converse_args: dict, owner: str) -> str:
         """Hash everything the answer depends on: model, system, messages, every parameter, the
         guardrail in force, and the caller, so no one is ever served another caller's answer."""
-        parts = [KEY_VERSION, owner, list(guardrail), converse_args]
+        parts = [KEY_VERSION, owner, self.guardrail, converse_args]
         # An attachment's bytes count by their digest.
         text = json.dumps(parts, sort_keys=True, default=lambda raw: hashlib.sha256(raw).hexdigest())
         return hashlib.sha256(text.encode()).hexdigest()

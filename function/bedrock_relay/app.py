@@ -47,7 +47,10 @@ def create_app(test_config: dict | None = None) -> Flask:
         if settings.answer_cache_seconds:
             from .answer_cache import AnswerCache
 
-            app.extensions["answer_cache"] = AnswerCache(streams, settings.answer_cache_seconds)
+            guardrail = (settings.guardrail_id, settings.guardrail_version, settings.guardrail_stream_mode)
+            app.extensions["answer_cache"] = AnswerCache(
+                streams, settings.answer_cache_seconds, guardrail if settings.guardrail_id else ()
+            )
         app.register_blueprint(streams_api.bp)
         app.register_blueprint(conversations_api.bp)
     static.init_app(app, settings)

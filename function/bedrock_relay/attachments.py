@@ -90,6 +90,11 @@ class Attachments:
         return {"document": {"format": document_format, "name": name, "source": {"bytes": raw}}}
 
 
+def lacks_text(blocks: list[dict]) -> bool:
+    """Tell whether a message's blocks hold a document but no text, which Bedrock refuses."""
+    return any("document" in block for block in blocks) and not any("text" in block for block in blocks)
+
+
 def safe_name(filename: str, taken: set[str]) -> str:
     """Return a file's name as Bedrock allows a document's: no extension, other characters as
     spaces, and a number after it if another document has it."""

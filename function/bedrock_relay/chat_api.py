@@ -133,18 +133,13 @@ def cached_answer(converse_args: dict, wanted: bool) -> tuple[str | None, Hit | 
     cache = current_app.extensions.get("answer_cache")
     if cache is None:
         return None, None
-    from .answer_cache import deterministic
     from .store import StoreError
     from .streams_api import owner
 
-    settings: Settings = current_app.extensions["settings"]
-    # A DRAFT guardrail can be edited in place: an answer it once let through may not pass it now.
-    draft = settings.guardrail_id and settings.guardrail_version == "DRAFT"
-    if draft or not deterministic(converse_args):
+    if not cache.eligible(converse_args):
         g.log_fields["answerCache"] = "ineligible"
         return None, None
-    guardrail = (settings.guardrail_id, settings.guardrail_version, settings.guardrail_stream_mode)
-    key = cache.key(converse_args, owner(), guardrail if settings.guardrail_id else ())
+    key = cache.key(converse_args, owner())
     # A bypass still keeps its fresh answer: the next request gets it.
     if not wanted or "no-cache" in request.headers.get("Cache-Control", ""):
         g.log_fields["answerCache"] = "bypass"

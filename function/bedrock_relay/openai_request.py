@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .attachments import AttachmentError, Attachments, safe_name
+from .attachments import AttachmentError, Attachments, lacks_text, safe_name
 from .settings import Settings
 from .validation import excerpt
 
@@ -149,7 +149,7 @@ def _blocks(content: Any, where: str, attachments: Attachments) -> list[dict]:
             raise OpenAIRequestError(
                 f"'{subject}' {exc.message}" if subject else exc.message, place
             ) from None
-    if any("document" in block for block in blocks) and not any("text" in block for block in blocks):
+    if lacks_text(blocks):
         message = "a message with a file needs a text part too (Bedrock's rule)"
         raise OpenAIRequestError(message, f"{where}.content")
     return blocks

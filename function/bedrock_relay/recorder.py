@@ -134,7 +134,7 @@ class Recorder(Listener):
             if self._open() and self._flush(final=True):
                 try:
                     self.store.finish(self.stream_id, end_record(summary, self._last_seq))
-                    self.stored = not self.lost
+                    self.stored = True
                     self.writes += 2
                     summary.store_requests = (summary.store_requests or 0) + self.writes
                     return

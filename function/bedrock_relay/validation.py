@@ -7,7 +7,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from .attachments import AttachmentError, Attachments
+from .attachments import AttachmentError, Attachments, lacks_text
 from .settings import Settings
 
 # Input echoed in an error message is cut to this: the message must name the problem, not
@@ -174,7 +174,7 @@ def _blocks(content: list, where: str, role: str, attachments: Attachments) -> l
         except AttachmentError as exc:
             field = f"{place}.{kind}" if exc.field == kind else f"{place}.{kind}.{exc.field}"
             raise InvalidRequest(f"'{field}' {exc.message}") from None
-    if any("document" in block for block in blocks) and not any("text" in block for block in blocks):
+    if lacks_text(blocks):
         raise InvalidRequest(f"'{where}' holds a document, so it needs a text block too (Bedrock's rule)")
     return blocks
 
