@@ -80,6 +80,11 @@ def test_dev_script_serves_the_printed_curl_command_with_sign_in_on():
         stream_id = response.headers["x-stream-id"]
         replay = httpx.get(f"{url}/{stream_id}", headers={"X-Api-Key": key}, timeout=30)
         assert replay.status_code == 200 and replay.text == response.text
+        # Per-caller limits are on too, and the printed command reports what that answer spent.
+        usage = re.search(r"^\s*curl (\S+/usage) ", output, re.MULTILINE).group(1)
+        counted = httpx.get(usage, headers={"X-Api-Key": key}, timeout=10).json()
+        assert counted["outputTokens"] == len(response.text.split())
+        assert counted["limits"] == {"concurrentStreams": 8, "dailyOutputTokens": 1_000_000}
     finally:
         stop_dev(process, ports)
 

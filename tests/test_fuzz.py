@@ -47,6 +47,9 @@ def fuzzed_app(standin: StandInServer, dynamodb) -> Iterator[AppProcess]:
         ALLOWED_MODEL_IDS="model-a,model-b",
         MODEL_ID="model-a",
         DIAG_MAX_SECONDS="1",  # the self-test's longer runs are refused, documented, and quick
+        # On for GET /usage; high enough that the fuzzer's own streams are never refused.
+        MAX_CONCURRENT_STREAMS_PER_CALLER="64",
+        DAILY_OUTPUT_TOKENS_PER_CALLER="1000000000",
     )
     yield process
     process.stop()

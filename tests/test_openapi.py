@@ -46,7 +46,10 @@ def documented_codes() -> set[str]:
 
 
 def test_every_route_is_documented_and_every_documented_route_exists():
-    app = create_app({"BEDROCK_CLIENT": object(), "DYNAMODB_CLIENT": object(), "streams_table": "t"})
+    # Every feature that adds a route on: the store, and per-caller limits (with sign-in).
+    config = {"BEDROCK_CLIENT": object(), "DYNAMODB_CLIENT": object(), "streams_table": "t"}
+    config |= {"auth_modes": ("api_key",), "api_key_hashes": (("ci", "0" * 64),)}
+    app = create_app({**config, "daily_output_tokens_per_caller": 1000})
     routes = {
         (re.sub(r"<(?:\w+:)?(\w+)>", lambda name: f"{{{camel(name.group(1))}}}", rule.rule), method.lower())
         for rule in app.url_map.iter_rules()
@@ -117,3 +120,4 @@ def test_the_served_document_describes_this_deployment(modes):
     assert served["security"] == ([{"apiKey": []}] if modes else [])
     # The store is off here: its routes are not described.
     assert "/chat/{streamId}" not in served["paths"] and "/chat" in served["paths"]
+    assert "/usage" not in served["paths"]

@@ -51,6 +51,17 @@ def create_app(test_config: dict | None = None) -> Flask:
             app.extensions["answer_cache"] = AnswerCache(
                 streams, settings.answer_cache_seconds, guardrail if settings.guardrail_id else ()
             )
+        if settings.caller_limits:
+            from . import usage_api
+            from .quotas import Quotas
+
+            app.extensions["quotas"] = Quotas(
+                streams,
+                settings.max_concurrent_streams_per_caller,
+                settings.daily_output_tokens_per_caller,
+                settings.retry_after_seconds,
+            )
+            app.register_blueprint(usage_api.bp)
         app.register_blueprint(streams_api.bp)
         app.register_blueprint(conversations_api.bp)
     static.init_app(app, settings)

@@ -13,6 +13,7 @@ from . import formats, invocation
 from .bedrock import UpstreamError, open_stream
 from .errors import Refusal, error_response, log_rejected, store_unavailable
 from .events import CANCELLED, INTERNAL_ERROR, Interrupt
+from .invocation import owner
 from .logs import RequestLog
 from .peer import Peer
 from .pump import Pump
@@ -23,6 +24,7 @@ from .validation import ChatRequest, InvalidRequest, parse_body, validate
 if TYPE_CHECKING:
     from .answer_cache import Hit
     from .conversations import Keeper
+    from .quotas import Lease
     from .recorder import Recorder
     from .store import Store
 
@@ -106,14 +108,14 @@ def chat() -> Response:
         ids["conversationId"] = keeper.conversation_id
     g.log_fields.update(ids)
     writer = formats.WRITERS[media_type](g.request_id, chat_request.model_id, ids)
-    log = RequestLog(requestId=g.request_id, **g.log_fields)
     # Everything that can fail the request happens before the status is sent; the stream opens last.
     try:
-        source = open_source(chat_request.converse_args, hit)
+        source = open_source(chat_request.converse_args, hit, deadline)
     except BaseException:
         if keeper is not None:
             keeper.abandon()
         raise
+    log = RequestLog(requestId=g.request_id, **g.log_fields)
     listeners: list[Listener] = [log] if keeper is None else [log, keeper]
     relay = relay_for(source, writer, chat_request.model_id, deadline, listeners, cache_key)
     return respond(relay, media_type, stream_headers(ids))
@@ -134,7 +136,6 @@ def cached_answer(converse_args: dict, wanted: bool) -> tuple[str | None, Hit | 
     if cache is None:
         return None, None
     from .store import StoreError
-    from .streams_api import owner
 
     if not cache.eligible(converse_args):
         g.log_fields["answerCache"] = "ineligible"
@@ -154,13 +155,33 @@ def cached_answer(converse_args: dict, wanted: bool) -> tuple[str | None, Hit | 
     return key, hit
 
 
-def open_source(converse_args: dict, hit: Hit | None) -> Source:
-    """The stream's events: a cached answer, or a new Bedrock stream."""
+def open_source(converse_args: dict, hit: Hit | None, deadline: float) -> Source:
+    """The stream's events: a cached answer, or a new Bedrock stream once the caller's limits admit it."""
     if hit is not None:
         return hit
     settings: Settings = current_app.extensions["settings"]
-    upstream = open_stream(current_app.extensions["bedrock"], converse_args, settings.retry_after_seconds)
+    lease = _admit(settings, deadline)
+    try:
+        upstream = open_stream(current_app.extensions["bedrock"], converse_args, settings.retry_after_seconds)
+    except BaseException:
+        if lease is not None:
+            lease.release()
+        raise
     return Pump(upstream)
+
+
+def _admit(settings: Settings, deadline: float) -> Lease | None:
+    """With per-caller limits on, hold a slot for this stream (kept in `g.lease`), or refuse it with 429."""
+    quotas = current_app.extensions.get("quotas")
+    if quotas is None:
+        return None
+    # The slot outlives the stream by the margin Lambda leaves after the relay's deadline: a
+    # process that dies holding it has been stopped by then, and the slot frees by itself.
+    until = time.time() + (deadline - time.monotonic()) + settings.deadline_margin_seconds
+    lease = g.lease = quotas.admit(owner(), g.request_id, until)
+    if not lease.held:
+        g.log_fields["limits"] = "unavailable"
+    return lease
 
 
 def relay_for(
@@ -176,6 +197,8 @@ def relay_for(
     settings: Settings = current_app.extensions["settings"]
     store = current_app.extensions.get("store")
     generated = isinstance(source, Pump)  # not replayed from the answer cache
+    if generated and g.get("lease") is not None:
+        listeners = [*listeners, g.lease]
     if store is not None and generated:
         recorder = record(store, source, model_id, deadline)
         listeners = [*listeners, recorder]
@@ -200,7 +223,6 @@ def relay_for(
 def record(store: Store, pump: Pump, model_id: str, deadline: float) -> Recorder:
     """Keep this request's stream in the store, under its request id, from now until its end."""
     from .recorder import Recorder
-    from .streams_api import owner
 
     settings: Settings = current_app.extensions["settings"]
     opening = {
@@ -223,7 +245,6 @@ def _conversation(store: Store, chat_request: ChatRequest, stream_id: str) -> Ke
         return None
     from .conversations import Busy, Conversations, Keeper, new_id
     from .store import StoreError
-    from .streams_api import owner
 
     conversations, who, conversation_id = Conversations(store), owner(), chat_request.conversation_id
     if conversation_id is None:

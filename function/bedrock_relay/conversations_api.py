@@ -6,8 +6,8 @@ from flask import Blueprint, Response, current_app, jsonify
 
 from .conversations import Conversations
 from .errors import Refusal, log_answered, store_unavailable
+from .invocation import owner
 from .store import StoreError
-from .streams_api import owner
 from .validation import CONVERSATION_ID
 
 bp = Blueprint("conversations", __name__)

@@ -1,4 +1,4 @@
-"""What an invocation tells the app through LWA: the request's id and the time it must end by."""
+"""What an invocation tells the app: the request's id, the time it must end by, and whose it is."""
 
 from __future__ import annotations
 
@@ -25,6 +25,14 @@ def identify() -> None:
     g.request_id = lambda_id if valid else str(uuid.uuid4())
     # The server's account of the wait for a thread (queueMs, threadsBusy, ...) joins the log line.
     g.log_fields = dict(request.environ.get(INTAKE_KEY) or {})
+
+
+def owner() -> str:
+    """Return who owns what this request starts or touches: the signed-in principal, or nobody."""
+    method = g.get("log_fields", {}).get("authMethod")
+    principal = g.get("principal")
+    # Without sign-in, the random id itself is the capability.
+    return f"{method}:{principal}" if principal else "-"
 
 
 def _lambda_context() -> dict:

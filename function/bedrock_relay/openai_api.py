@@ -78,7 +78,7 @@ def chat_completions() -> Response:
     ids = {"streamId": hit.stream_id if hit else g.request_id} if store is not None else {}
     g.log_fields.update(ids)
     headers = stream_headers(ids)
-    source = open_source(completion.converse_args, hit)
+    source = open_source(completion.converse_args, hit, deadline)
     # Kept as /chat streams are, with the store on: POST /chat/{id}/cancel, GET /chat/{id}.
     log = RequestLog(requestId=g.request_id, path=request.path, **g.log_fields)
     relay = relay_for(source, writer, completion.model_id, deadline, [log], cache_key)

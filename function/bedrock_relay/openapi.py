@@ -32,9 +32,10 @@ def document(settings: Settings) -> dict:
         fields[name]["maximum"] = settings.max_tokens_limit
     # Either credential opens every route that is not public (those say `security: []`).
     doc["security"] = [{SECURITY[mode]: []} for mode in settings.auth_modes]
-    # Routes of the stream store exist only with the store on.
+    # Routes of the stream store exist only with the store on; /usage only with per-caller limits.
     for path, item in list(doc["paths"].items()):
-        if item.pop("x-requires-store", False) and not settings.streams_table:
+        store_off = item.pop("x-requires-store", False) and not settings.streams_table
+        if (item.pop("x-requires-limits", False) and not settings.caller_limits) or store_off:
             del doc["paths"][path]
     return doc
 

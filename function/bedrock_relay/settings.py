@@ -36,14 +36,20 @@ def _positive(kind: type) -> Callable[[str], Any]:
     return parse
 
 
-def _whole_seconds(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError("must be a whole number of seconds") from None
-    if value < 0:
-        raise ValueError("must be 0 (off) or more")
-    return value
+def _whole(unit: str, zero: str) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"must be a whole number{unit}") from None
+        if value < 0:
+            raise ValueError(f"must be 0 ({zero}) or more")
+        return value
+
+    return parse
+
+
+_limit = _whole("", "no limit")
 
 
 def _port(raw: str) -> int:
@@ -188,7 +194,12 @@ class Settings:
     persist_interval_ms: int = setting("PERSIST_INTERVAL_MS", 250, _positive(int))
     stream_ttl_hours: float = setting("STREAM_TTL_HOURS", 24.0, _positive(float))
     # Complete answers to temperature-0 requests, replayed from the store for this long; 0 is off.
-    answer_cache_seconds: int = setting("ANSWER_CACHE_SECONDS", 0, _whole_seconds)
+    answer_cache_seconds: int = setting("ANSWER_CACHE_SECONDS", 0, _whole(" of seconds", "off"))
+    # Per signed-in caller, counted in the store across every environment; 0 is no limit.
+    max_concurrent_streams_per_caller: int = setting(
+        "MAX_CONCURRENT_STREAMS_PER_CALLER", 0, _whole("", "no limit")
+    )
+    daily_output_tokens_per_caller: int = setting("DAILY_OUTPUT_TOKENS_PER_CALLER", 0, _whole("", "no limit"))
 
     def __post_init__(self) -> None:
         if not self.allowed_model_ids:
@@ -206,6 +217,17 @@ class Settings:
         if self.answer_cache_seconds > self.stream_ttl_hours * 3600:
             # The answer itself would expire first, leaving the cache pointing at nothing.
             raise SettingsError("ANSWER_CACHE_SECONDS must not be longer than STREAM_TTL_HOURS")
+        if self.caller_limits and not (self.streams_table and self.auth_modes):
+            # Without sign-in every request is the same caller; without the store no count is shared.
+            raise SettingsError(
+                "MAX_CONCURRENT_STREAMS_PER_CALLER and DAILY_OUTPUT_TOKENS_PER_CALLER need "
+                "AUTH_MODE (who the caller is) and STREAMS_TABLE (where callers are counted)"
+            )
+
+    @property
+    def caller_limits(self) -> bool:
+        """Whether a per-caller limit is set: then streams are counted per caller, and /usage reports them."""
+        return bool(self.max_concurrent_streams_per_caller or self.daily_output_tokens_per_caller)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
         """Return a copy with the given fields replaced (tests pass a dict)."""

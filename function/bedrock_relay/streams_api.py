@@ -9,6 +9,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from . import formats, invocation
 from .chat_api import negotiate, respond
 from .errors import Refusal, log_answered, store_unavailable
+from .invocation import owner
 from .logs import RequestLog
 from .peer import Peer
 from .relay import Relay
@@ -21,14 +22,6 @@ bp = Blueprint("streams", __name__)
 STREAM_ID = re.compile(r"[A-Za-z0-9-]{1,128}")
 DELTA_ID = re.compile(r"[0-9]{1,12}")  # ASCII digits: str.isdigit() takes "²" too
 NO_SUCH_STREAM = "no such stream: it is unknown, expired, or not yours"
-
-
-def owner() -> str:
-    """Return who owns what this request starts or touches: the signed-in principal, or nobody."""
-    method = g.get("log_fields", {}).get("authMethod")
-    principal = g.get("principal")
-    # Without sign-in, the random id itself is the capability.
-    return f"{method}:{principal}" if principal else "-"
 
 
 def _store() -> Store:
