@@ -54,6 +54,8 @@ def built_app(
         PATH=f"{bare / 'bin'}:/usr/bin:/bin",
         PYTHONPATH=str(build_dir / "DependenciesX86" / "python"),
         PYTHONNOUSERSITE="1",
+        # /var/task and /opt are read-only: only the bytecode the build shipped is used.
+        PYTHONDONTWRITEBYTECODE="1",
         **{name: value for name, value in deployed.items() if not name.startswith("AWS_")},
         HEARTBEAT_SECONDS="0.5",
         BEDROCK_MAX_ATTEMPTS="1",
@@ -62,13 +64,17 @@ def built_app(
     app.stop()
 
 
-def test_function_artifact_holds_only_the_code_and_the_page(build_dir: Path):
+def test_function_artifact_holds_only_the_code_its_bytecode_and_the_page(build_dir: Path):
     task_root = build_dir / "ChatFunction"
     files = {str(path.relative_to(task_root)) for path in task_root.rglob("*") if path.is_file()}
-    code = {str(path.relative_to("function")) for path in Path("function").glob("bedrock_relay/*.py")}
+    source = [path.relative_to("function") for path in Path("function").glob("bedrock_relay/*.py")]
+    code = {str(path) for path in source} | {"bedrock_relay/openapi.json"}
+    # /var/task is read-only in Lambda: without .pyc files every cold start compiles the relay.
+    tag = f"cpython-{runtime_version().replace('.', '')}"
+    bytecode = {f"bedrock_relay/__pycache__/{path.stem}.{tag}.pyc" for path in source}
     page = {str(path.relative_to("function")) for path in Path("function").glob("static/*")}
     assert "static/index.html" in page
-    assert files == {"run.sh", "gunicorn.conf.py"} | code | page
+    assert files == {"run.sh", "gunicorn.conf.py"} | code | bytecode | page
     assert os.access(task_root / "run.sh", os.X_OK)
 
 
@@ -117,7 +123,9 @@ def test_built_function_adds_no_cors_headers_of_its_own(built_app: AppProcess):
     assert not [name for name in response.headers if name.lower().startswith("access-control-")]
 
 
-def test_built_function_serves_the_chat_page(built_app: AppProcess):
+def test_built_function_serves_the_chat_page_and_its_api_document(built_app: AppProcess):
     page = httpx.get(f"{built_app.url}/", timeout=10)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert httpx.get(f"{built_app.url}/static/stream-chat.js", timeout=10).status_code == 200
+    document = httpx.get(f"{built_app.url}/openapi.json", timeout=10)
+    assert document.status_code == 200 and document.json()["openapi"] == "3.1.0"

@@ -100,15 +100,18 @@ class Quotas:
 
         A store that cannot be reached costs the limits, never the stream: it is let through.
         """
+        requests = 0  # DynamoDB requests, for the log line's storeRequests
         try:
             for _ in range(ADMIT_ATTEMPTS):
+                requests += 1
                 standing = self.standing(who)
                 self._check(standing)
+                requests += 1
                 if self._take(who, stream_id, until, standing):
-                    return Lease(self, who, stream_id, held=True)
+                    return Lease(self, who, stream_id, held=True, requests=requests)
         except StoreError as exc:
             logger.warning("per-caller limits are not applied: %s", exc)
-            return Lease(self, who, stream_id, held=False)
+            return Lease(self, who, stream_id, held=False, requests=requests)
         message = "too many of your streams are starting at once; send again in a moment"
         raise Refusal(429, "too_many_streams", message, {"Retry-After": "1"})
 
@@ -199,11 +202,12 @@ class Quotas:
 class Lease(Listener):
     """One stream's slot: freed, and its tokens counted, as its end is sent; else when it closes."""
 
-    def __init__(self, quotas: Quotas, who: str, stream_id: str, held: bool):
+    def __init__(self, quotas: Quotas, who: str, stream_id: str, held: bool, requests: int):
         self.quotas = quotas
         self.who = who
         self.stream_id = stream_id
         self.held = held
+        self.requests = requests
         self.settled = False
 
     def on_end(self, summary: Summary) -> None:
@@ -225,8 +229,10 @@ class Lease(Listener):
         tokens = summary.usage.output_tokens if summary.usage else summary.deltas
         for attempt in range(attempts):
             try:
+                self.requests += 1
                 self.quotas.settle(self.who, self.stream_id, self.held, tokens)
                 self.settled = True
+                summary.store_requests = (summary.store_requests or 0) + self.requests
                 return
             except StoreError as exc:
                 logger.warning("stream %s: its slot not freed yet: %s", self.stream_id, exc)
