@@ -91,12 +91,35 @@ def main() -> None:
         }
     finally:
         store_app.stop()
+    every_env, headers = services.every_feature_env(store_env)
+    every_app = services.start_app(standin.url, **app_env, **every_env)
+    try:
+        step("every feature on (store, sign-in, per-caller limits, answer cache): latency and requests")
+        tokens, rounds = (100, 1) if quick else (300, 4)
+        latency = measure.added_latency(every_app.url, client, tokens, rounds, headers=headers)
+        latency.pop("samples")
+        figures["every_feature"] = {
+            "latency": latency,
+            "requests": measure.store_requests(every_app, 1000, 2 if quick else 5, headers=headers),
+        }
+    finally:
+        every_app.stop()
     try:
         step("cold start")
         figures["cold_start"] = measure.cold_start(standin.url, 2 if quick else 9, **app_env)
         step("cold start, store on")
         store_cold = measure.cold_start(standin.url, 2 if quick else 5, **app_env, **store_env)
         figures["store"]["cold_start"] = store_cold
+        step("cold start, every feature on")
+        every_cold = measure.cold_start(standin.url, 2 if quick else 5, **app_env, **every_env)
+        figures["every_feature"]["cold_start"] = every_cold
+        step("cold start as shipped: the built function, read-only, with and without its bytecode")
+        figures["shipped_cold_start"] = {
+            kind: measure.cold_start(
+                standin.url, 2 if quick else 5, run_sh=services.build_function(bytecode), **app_env
+            )
+            for kind, bytecode in (("with_bytecode", True), ("without_bytecode", False))
+        }
     finally:
         standin.stop()
         store.stop()

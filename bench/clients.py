@@ -52,7 +52,7 @@ class StreamResult:
 class RelayStream:
     """One POST /chat on a raw socket, so the client adds as little as possible to what it measures."""
 
-    def __init__(self, url: str, accept: str, prompt_text: str, tokens: int):
+    def __init__(self, url: str, accept: str, prompt_text: str, tokens: int, headers: dict | None = None):
         parts = urlsplit(url)
         path, media_type, request = "/chat", accept, {"prompt": prompt_text}
         if accept == OPENAI:
@@ -65,7 +65,9 @@ class RelayStream:
         body = json.dumps(request).encode()
         head = (
             f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nAccept: {media_type}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n"
+            + "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+            + "\r\n"
         )
         self.accept = accept
         self.sock = socket.create_connection((parts.hostname, parts.port))
@@ -124,9 +126,11 @@ def stalled_request(url: str, prompt_text: str) -> socket.socket:
     return sock
 
 
-def relay_stream(url: str, accept: str, prompt_text: str, tokens: int) -> StreamResult:
+def relay_stream(
+    url: str, accept: str, prompt_text: str, tokens: int, headers: dict | None = None
+) -> StreamResult:
     """Run one stream through the relay and return what arrived when."""
-    return RelayStream(url, accept, prompt_text, tokens).run()
+    return RelayStream(url, accept, prompt_text, tokens, headers).run()
 
 
 def direct_client(bedrock_url: str) -> Any:

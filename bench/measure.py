@@ -6,6 +6,7 @@ import json
 import selectors
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from . import services
@@ -21,19 +22,22 @@ FORMATS = {
 }
 
 
-def _read(kind: str, app_url: str, client: Any, prompt_text: str, tokens: int):
+def _read(kind: str, app_url: str, client: Any, prompt_text: str, tokens: int, headers: dict | None = None):
     if kind == "direct":
         return direct_stream(client, prompt_text, tokens)
-    return relay_stream(app_url, FORMATS[kind], prompt_text, tokens)
+    return relay_stream(app_url, FORMATS[kind], prompt_text, tokens, headers)
 
 
-def added_latency(app_url: str, client: Any, tokens: int, rounds: int, tps: float = 100) -> dict:
+def added_latency(
+    app_url: str, client: Any, tokens: int, rounds: int, tps: float = 100, headers: dict | None = None
+) -> dict:
     """Arrival minus emit per token at a realistic pace, floor and formats interleaved round by round."""
     samples: dict[str, list[float]] = {kind: [] for kind in ("direct", *FORMATS)}
     lost = 0
     for round_ in range(rounds):
         for kind in samples:
-            result = _read(kind, app_url, client, prompt(tokens, tps, 0.05, f"r{round_}"), tokens)
+            text = prompt(tokens, tps, 0.05, f"r{round_}")
+            result = _read(kind, app_url, client, text, tokens, headers)
             lost += not result.complete
             samples[kind].extend(result.added)
     figures = {kind: summarize_ms(values) for kind, values in samples.items()}
@@ -51,11 +55,14 @@ def added_latency(app_url: str, client: Any, tokens: int, rounds: int, tps: floa
     }
 
 
-def store_requests(app: services.Service, tokens: int, streams: int, tps: float = 100) -> dict:
+def store_requests(
+    app: services.Service, tokens: int, streams: int, tps: float = 100, headers: dict | None = None
+) -> dict:
     """DynamoDB requests a stream costs with the store on, per 1,000 tokens, from the app's log lines."""
     lost = 0
     for i in range(streams):
-        lost += not relay_stream(app.url, FORMATS["sse"], prompt(tokens, tps, 0.05, f"s{i}"), tokens).complete
+        text = prompt(tokens, tps, 0.05, f"s{i}")
+        lost += not relay_stream(app.url, FORMATS["sse"], text, tokens, headers).complete
     time.sleep(0.5)  # each log line is written once its response has ended
     lines = [json.loads(line) for line in app.log_path.read_text().splitlines() if line.startswith("{")]
     kept = [line for line in lines if line.get("storeRequests") is not None][-streams:]
@@ -115,25 +122,26 @@ def throughput(app_url: str, client: Any, tokens: int, repeats: int) -> dict:
     return {"tokens_per_stream": tokens, "repeats": repeats, "incomplete_streams": lost, "by_reader": figures}
 
 
-def cold_start(bedrock_url: str, repeats: int, **env: str) -> dict:
+def cold_start(bedrock_url: str, repeats: int, run_sh: Path = services.RUN_SH, **env: str) -> dict:
     """Spawn to /healthz and to a first token; the floor is python importing boto3 and building a client."""
     ready, token, floor_ready, floor_token = [], [], [], []
     text = prompt(1, 0, 0, "cold")
     # One unmeasured start of each warms the page cache, as a warm Lambda sandbox image is.
     services.floor_start(bedrock_url, text)
-    services.start_app(bedrock_url, **env).stop()
+    services.start_app(bedrock_url, run_sh, **env).stop()
     failed = 0
+    headers = services.every_feature_env({})[1] if "API_KEY_HASHES" in env else None
     for _ in range(repeats):
         built, first = services.floor_start(bedrock_url, text)
         floor_ready.append(built)
         floor_token.append(first)
         try:
-            app = services.start_app(bedrock_url, **env)
+            app = services.start_app(bedrock_url, run_sh, **env)
         except RuntimeError:
             # Counted, not hidden: a start that dies is a finding too.
             failed += 1
             continue
-        result = relay_stream(app.url, "text/plain", text, 1)
+        result = relay_stream(app.url, "text/plain", text, 1, headers)
         ready.append(app.ready - app.spawned)
         token.append(result.arrivals[0].arrived - app.spawned)
         app.stop()

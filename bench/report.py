@@ -119,27 +119,41 @@ def rows(figures: dict) -> list[tuple[str, str, str, str]]:
         "<= 1.6",
         conc["wall_ratio"] <= 1.6,
     )
-    if "store" in figures:
-        store = figures["store"]
-        by_reader = store["latency"]["by_reader"]
+    for key, label in (("store", "store on"), ("every_feature", "every feature on")):
+        if key not in figures:
+            continue
+        section = figures[key]
+        by_reader = section["latency"]["by_reader"]
         worst = max(by_reader[kind]["p99_over_floor_ms"] for kind in FORMATS)
         add(
-            "store on: added p99 over floor, worst format "
+            f"{label}: added p99 over floor, worst format "
             f"({', '.join(str(by_reader[kind]['p99_over_floor_ms']) for kind in FORMATS)})",
             worst,
             "ms",
             "<= 1 ms",
             worst <= 1,
         )
-        requests = store["requests"]
+        requests = section["requests"]
         note(
-            f"store on: DynamoDB requests per 1,000 tokens at {requests['tps']:g} tok/s",
+            f"{label}: DynamoDB requests per 1,000 tokens at {requests['tps']:g} tok/s",
             f"{requests['requests_per_1000_tokens']:g} ({requests['requests_per_stream']:g} per "
             f"{requests['tokens_per_stream']}-token stream)",
         )
-        if "cold_start" in store:
-            ready = store["cold_start"]["spawn_to_ready_median_ms"]
-            note("store on: spawn to ready, median", f"{ready:g} ms")
+        if "cold_start" in section:
+            cold = section["cold_start"]
+            note(
+                f"{label}: spawn to ready / to first token, median",
+                f"{cold['spawn_to_ready_median_ms']:g} / {cold['spawn_to_first_token_median_ms']:g} ms",
+            )
+    if "shipped_cold_start" in figures:
+        shipped = figures["shipped_cold_start"]
+        for kind, name in (("with_bytecode", "with"), ("without_bytecode", "without")):
+            cold = shipped[kind]
+            note(
+                f"built function, read-only, {name} its bytecode: spawn to ready / first token / floor",
+                f"{cold['spawn_to_ready_median_ms']:g} / {cold['spawn_to_first_token_median_ms']:g} / "
+                f"{cold['floor_boto3_client_median_ms']:g} ms",
+            )
     soak = figures["soak"]
     out.append(
         (

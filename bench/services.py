@@ -82,11 +82,60 @@ def start_app(bedrock_url: str, run_sh: Path = RUN_SH, **env: str) -> Service:
     port = free_port()
     log = open(tempfile.mkstemp(prefix="bench-app-", suffix=".log")[1], "w")  # noqa: SIM115
     environment = offline_env(bedrock_url, PORT=str(port), **env)
+    if run_sh != RUN_SH:
+        environment["PYTHONDONTWRITEBYTECODE"] = "1"  # a built function runs read-only, as on Lambda
     spawned = time.monotonic()
     process = subprocess.Popen([str(run_sh)], env=environment, stdout=log, stderr=subprocess.STDOUT)
     service = Service(process, f"http://127.0.0.1:{port}", port, spawned, log_path=Path(log.name))
     service.ready = wait_until(lambda: http_ok("127.0.0.1", port), process)
     return service
+
+
+# The bench's caller, when sign-in is on: a fixed key, made for this run only.
+BENCH_KEY = "bench-" + os.urandom(16).hex()
+
+
+def every_feature_env(store_env: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The settings with every feature on (store, API-key sign-in, per-caller limits, answer cache),
+    and the header the bench's requests sign in with."""
+    import hashlib
+
+    env = {
+        **store_env,
+        "AUTH_MODE": "api_key",
+        "API_KEY_HASHES": f"bench:{hashlib.sha256(BENCH_KEY.encode()).hexdigest()}",
+        # Limits the bench never reaches: what is measured is their cost, not a refusal.
+        "MAX_CONCURRENT_STREAMS_PER_CALLER": "1000",
+        "DAILY_OUTPUT_TOKENS_PER_CALLER": str(10**12),
+        "ANSWER_CACHE_SECONDS": "3600",
+    }
+    return env, {"X-Api-Key": BENCH_KEY}
+
+
+def build_function(bytecode: bool) -> Path:
+    """Build the function as `sam build` does (function/Makefile) and return its run.sh.
+
+    The bytecode is compiled by this interpreter, standing for the runtime's; the built code is
+    run with PYTHONDONTWRITEBYTECODE, as Lambda's read-only /var/task allows no cache.
+    """
+    out = Path(tempfile.mkdtemp(prefix="bench-build-"))
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    python = sys.executable if bytecode else "/nonexistent/python"
+    subprocess.run(
+        [
+            "make",
+            "-s",
+            "-f",
+            str(RUN_SH.parent / "Makefile"),
+            "build-ChatFunction",
+            f"ARTIFACTS_DIR={out}",
+            f"PYC_PYTHON={python}",
+            f"PYTHON_VERSION={version}",
+        ],
+        check=True,
+        stderr=subprocess.DEVNULL,
+    )
+    return out / "run.sh"
 
 
 def start_local_store() -> tuple[Service, dict[str, str]]:

@@ -18,6 +18,10 @@ bind = _settings.bind
 worker_class = "bedrock_relay.server.RelayWorker"
 workers = _settings.web_concurrency
 threads = _settings.web_threads
+# SnapStart resumes a snapshot of the started server, perhaps days later. The arbiter judges a
+# worker hung by the time since its last heartbeat, so the pause could get the worker killed on
+# the first request after a restore. Lambda's own timeout bounds a hung worker there.
+timeout = 0 if _settings.lambda_initialization_type == "snap-start" else 30
 # Outlive the idle keep-alive of LWA's connection pool, so no request lands on a closing socket.
 keepalive = 75
 # No control socket: it starts an asyncio thread in the arbiter on the cold path, and

@@ -104,7 +104,10 @@ def test_a_second_stream_is_refused_in_another_environment_until_the_first_compl
     assert_too_many(refused)
     # Refused before Bedrock was called.
     assert not [r for r in standin.records if r.scenario["id"] == "q-full-refused"]
-    assert second.log_for(refused.headers["x-request-id"])["errorCode"] == "too_many_streams"
+    line = second.log_for(refused.headers["x-request-id"])
+    assert line["errorCode"] == "too_many_streams"
+    # Counted as a refusal, never as the Bedrock throttling its alarm watches.
+    assert (line["rejected"], line["throttles"]) == (1, 0)
     assert usage(second, mine)["activeStreams"] == 1
     # Another caller is not held back by this one's streams.
     assert ask(second, other).status_code == 200

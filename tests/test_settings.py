@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import runpy
 import subprocess
 
 import pytest
@@ -81,3 +82,10 @@ def test_a_bad_setting_stops_the_server_with_one_line_naming_it():
     done = subprocess.run([str(RUN_SH)], env=env, capture_output=True, text=True, timeout=30)
     assert done.returncode != 0
     assert done.stderr.strip() == "error: HEARTBEAT_SECONDS must be a number, got 'soon'"
+
+
+@pytest.mark.parametrize(("initialization", "timeout"), [("snap-start", 0), ("on-demand", 30), ("", 30)])
+def test_a_snapstart_restore_is_not_taken_for_a_hung_worker(monkeypatch, initialization, timeout):
+    # A restore may come days after the snapshot; the arbiter's heartbeat check would see that gap.
+    monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", initialization)
+    assert runpy.run_path(str(RUN_SH.parent / "gunicorn.conf.py"))["timeout"] == timeout

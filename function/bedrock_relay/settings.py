@@ -162,6 +162,8 @@ class Settings:
     # Set by Lambda, where LWA is the app's only client: only there is the Lambda context header,
     # with its request id and deadline, believed. Anywhere else a client could forge it.
     lambda_function_name: str = setting("AWS_LAMBDA_FUNCTION_NAME", "", _text)
+    # Set by Lambda: "snap-start" when this environment was restored from a SnapStart snapshot.
+    lambda_initialization_type: str = setting("AWS_LAMBDA_INITIALIZATION_TYPE", "", _text)
     # Loopback by default: LWA connects there, and nothing else should reach an unauthenticated
     # relay of the owner's credentials. A container sets LISTEN_HOST=0.0.0.0. (Not HOST: some
     # shells export that as the machine's name.)
