@@ -6,7 +6,6 @@ import json
 import selectors
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from . import services
@@ -122,13 +121,13 @@ def throughput(app_url: str, client: Any, tokens: int, repeats: int) -> dict:
     return {"tokens_per_stream": tokens, "repeats": repeats, "incomplete_streams": lost, "by_reader": figures}
 
 
-def cold_start(bedrock_url: str, repeats: int, run_sh: Path = services.RUN_SH, **env: str) -> dict:
+def cold_start(bedrock_url: str, repeats: int, **env: str) -> dict:
     """Spawn to /healthz and to a first token; the floor is python importing boto3 and building a client."""
     ready, token, floor_ready, floor_token = [], [], [], []
     text = prompt(1, 0, 0, "cold")
     # One unmeasured start of each warms the page cache, as a warm Lambda sandbox image is.
     services.floor_start(bedrock_url, text)
-    services.start_app(bedrock_url, run_sh, **env).stop()
+    services.start_app(bedrock_url, **env).stop()
     failed = 0
     headers = services.every_feature_env({})[1] if "API_KEY_HASHES" in env else None
     for _ in range(repeats):
@@ -136,7 +135,7 @@ def cold_start(bedrock_url: str, repeats: int, run_sh: Path = services.RUN_SH, *
         floor_ready.append(built)
         floor_token.append(first)
         try:
-            app = services.start_app(bedrock_url, run_sh, **env)
+            app = services.start_app(bedrock_url, **env)
         except RuntimeError:
             # Counted, not hidden: a start that dies is a finding too.
             failed += 1
@@ -157,6 +156,36 @@ def cold_start(bedrock_url: str, repeats: int, run_sh: Path = services.RUN_SH, *
         "ready_ratio_to_floor": round(median(ready) / median(floor_ready), 3),
         "first_token_ratio_to_floor": round(median(token) / median(floor_token), 3),
     }
+
+
+def shipped_cold_start(bedrock_url: str, repeats: int, **env: str) -> dict:
+    """The built function, run read-only as on Lambda, with and without its bytecode: starts
+    interleaved, so a machine that speeds up or slows down moves both alike."""
+    builds = {
+        "with_bytecode": services.build_function(True),
+        "without_bytecode": services.build_function(False),
+    }
+    text = prompt(1, 0, 0, "cold")
+    ready: dict[str, list[float]] = {name: [] for name in builds}
+    token: dict[str, list[float]] = {name: [] for name in builds}
+    for run_sh in builds.values():
+        services.start_app(bedrock_url, run_sh, **env).stop()  # warms the page cache
+    for _ in range(repeats):
+        for name, run_sh in builds.items():
+            app = services.start_app(bedrock_url, run_sh, **env)
+            result = relay_stream(app.url, "text/plain", text, 1)
+            ready[name].append(app.ready - app.spawned)
+            token[name].append(result.arrivals[0].arrived - app.spawned)
+            app.stop()
+    figures: dict = {"repeats": repeats}
+    for name in builds:
+        figures[name] = {
+            "spawn_to_ready_median_ms": round(median(ready[name]) * 1000, 1),
+            "spawn_to_first_token_median_ms": round(median(token[name]) * 1000, 1),
+        }
+    saved = median(ready["without_bytecode"]) - median(ready["with_bytecode"])
+    figures["bytecode_saves_ms"] = round(saved * 1000, 1)
+    return figures
 
 
 def memory(app: services.Service, tokens: int) -> dict:

@@ -57,13 +57,43 @@ def create_table(endpoint: str, name: str, region: str = "us-east-1") -> None:
     client.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl_spec)
 
 
+class _OneAtATime(ThreadedMotoServer):
+    """moto's server, answering one request at a time.
+
+    DynamoDB applies each write to an item atomically, conditions included, and the relay's
+    per-caller limits rely on that. moto's backend takes no lock, so two writes handled at once
+    by its threads could both pass one condition, or lose an update.
+    """
+
+    def _server_entry(self) -> None:
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+
+        app, lock = DomainDispatcherApplication(create_backend_app), threading.Lock()
+
+        def serialized(environ, start_response):
+            with lock:
+                # The body is read and the answer made inside: moto's work is all in this call.
+                return list(app(environ, start_response))
+
+        self._server = make_server(
+            self._ip_address, self._port, serialized, True, request_handler=MotoRequestHandler
+        )
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
+
 class LocalDynamoDB:
     """moto's DynamoDB server on a loopback port, with the streams table in it."""
 
     def __init__(self, port: int = 0, table: str = "relay-streams"):
         # One line per DynamoDB request would drown the relay's own log.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self.server = _OneAtATime(ip_address="127.0.0.1", port=port, verbose=False)
         self.table = table
         self.url = ""
 

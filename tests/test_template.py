@@ -62,7 +62,7 @@ def test_sam_validate_with_lint_passes():
     assert "is a valid SAM Template" in done.stdout + done.stderr
 
 
-def test_function_is_wired_for_streaming_through_the_web_adapter(function: dict):
+def test_function_is_wired_for_streaming_through_the_web_adapter(template: dict, function: dict):
     variables = function["Environment"]["Variables"]
     assert variables["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
     assert variables["AWS_LWA_INVOKE_MODE"] == "response_stream"
@@ -72,15 +72,21 @@ def test_function_is_wired_for_streaming_through_the_web_adapter(function: dict)
     assert "PORT" not in variables and "LISTEN_HOST" not in variables
     assert function["Handler"] == "run.sh"
     assert function["Timeout"] == 900
-    url = function["FunctionUrlConfig"]
+    url = template["Resources"]["ChatFunctionUrl"]["Properties"]
     assert url["InvokeMode"] == "RESPONSE_STREAM"
+    # $LATEST, so every deploy reaches the URL; with SnapStart, the alias of published versions.
+    assert url["TargetFunctionArn"] == {
+        "Fn::If": ["UseSnapStart", {"Ref": "ChatFunction.Alias"}, {"Fn::GetAtt": ["ChatFunction", "Arn"]}]
+    }
+    assert function["SnapStart"] == {"ApplyOn": {"Fn::If": ["UseSnapStart", "PublishedVersions", "None"]}}
+    assert template["Parameters"]["SnapStart"]["Default"] == "false"
     # JWT and API_KEY leave the URL open: the app checks those credentials itself.
     assert url["AuthType"] == {"Fn::If": ["IsIam", "AWS_IAM", "NONE"]}
 
 
 def test_default_auth_is_iam_and_cors_exposes_the_request_id(template: dict, function: dict):
     assert template["Parameters"]["AuthType"]["Default"] == "AWS_IAM"
-    _, cors, _ = function["FunctionUrlConfig"]["Cors"]["Fn::If"]
+    _, cors, _ = template["Resources"]["ChatFunctionUrl"]["Properties"]["Cors"]["Fn::If"]
     assert "x-request-id" in cors["ExposeHeaders"]
     signed_json = {"authorization", "content-type", "x-amz-date", "x-amz-security-token"}
     assert signed_json <= set(cors["AllowHeaders"])

@@ -111,13 +111,13 @@ def chat() -> Response:
     # Everything that can fail the request happens before the status is sent; the stream opens last.
     try:
         source = open_source(chat_request.converse_args, hit, deadline)
+        log = RequestLog(requestId=g.request_id, **g.log_fields)
+        listeners: list[Listener] = [log] if keeper is None else [log, keeper]
+        relay = relay_for(source, writer, chat_request.model_id, deadline, listeners, cache_key)
     except BaseException:
         if keeper is not None:
             keeper.abandon()
         raise
-    log = RequestLog(requestId=g.request_id, **g.log_fields)
-    listeners: list[Listener] = [log] if keeper is None else [log, keeper]
-    relay = relay_for(source, writer, chat_request.model_id, deadline, listeners, cache_key)
     return respond(relay, media_type, stream_headers(ids))
 
 
@@ -194,6 +194,24 @@ def relay_for(
 ) -> Relay:
     """The relay of every front door. With the store on, a new stream is kept under the request id,
     finished for a resume when its client leaves, and its whole answer kept under `cache_key`."""
+    try:
+        return _relay(source, writer, model_id, deadline, listeners, cache_key)
+    except BaseException:
+        # Nothing will close a relay that was never made: stop Bedrock, and free the caller's slot.
+        source.cancel()
+        if g.get("lease") is not None:
+            g.lease.release()
+        raise
+
+
+def _relay(
+    source: Source,
+    writer: Writer,
+    model_id: str,
+    deadline: float,
+    listeners: list[Listener],
+    cache_key: str | None,
+) -> Relay:
     settings: Settings = current_app.extensions["settings"]
     store = current_app.extensions.get("store")
     generated = isinstance(source, Pump)  # not replayed from the answer cache

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,18 +14,22 @@ from datetime import UTC, datetime, timedelta
 from botocore.exceptions import ClientError
 
 from .errors import Refusal
-from .events import Summary
+from .events import Event, Reasoning, Summary, Text
 from .relay import Listener
 from .store import Store, StoreError
 
 logger = logging.getLogger(__name__)
 SORT = "usage"
-# Each admission reads the caller's item, then writes it if nobody wrote it since; a caller's
-# streams starting in the same instant may each need a fresh read.
-ADMIT_ATTEMPTS = 4
+# Each admission reads the caller's item, then writes it if no other admission wrote it since;
+# a caller's streams starting in the same instant may each need a fresh read, a moment apart.
+ADMIT_ATTEMPTS = 6
+# After the store fails, the limits are skipped this long: a store that hangs must not add its
+# timeouts to every stream's first token.
+STORE_DOWN_SECONDS = 30.0
 # A caller's item outlives its last use by this long; TTL then deletes it for free.
 KEEP_SECONDS = 3 * 86_400
 SETTLE_ATTEMPTS = 3
+DELTAS = (Text, Reasoning)
 
 
 def _key(who: str) -> dict:
@@ -76,6 +82,7 @@ class Quotas:
         self.daily_tokens = daily_tokens  # 0: not limited, but still counted
         self.retry_after_seconds = retry_after_seconds
         self.clock = clock
+        self._down_until = 0.0  # monotonic time until which the store is taken to be down
 
     def standing(self, who: str) -> Standing:
         """Read a caller's item, strongly consistent: another environment may have written it just now."""
@@ -101,8 +108,12 @@ class Quotas:
         A store that cannot be reached costs the limits, never the stream: it is let through.
         """
         requests = 0  # DynamoDB requests, for the log line's storeRequests
+        if self.store_down:
+            return Lease(self, who, stream_id, held=False, requests=requests)
         try:
-            for _ in range(ADMIT_ATTEMPTS):
+            for attempt in range(ADMIT_ATTEMPTS):
+                if attempt:
+                    time.sleep(random.uniform(0.01, 0.05) * attempt)  # apart from the others
                 requests += 1
                 standing = self.standing(who)
                 self._check(standing)
@@ -110,10 +121,19 @@ class Quotas:
                 if self._take(who, stream_id, until, standing):
                     return Lease(self, who, stream_id, held=True, requests=requests)
         except StoreError as exc:
-            logger.warning("per-caller limits are not applied: %s", exc)
+            self.store_failed(exc)
             return Lease(self, who, stream_id, held=False, requests=requests)
         message = "too many of your streams are starting at once; send again in a moment"
         raise Refusal(429, "too_many_streams", message, {"Retry-After": "1"})
+
+    def store_failed(self, exc: StoreError) -> None:
+        """Skip the limits for a while: the store is failing, and each try could cost its timeouts."""
+        logger.warning("per-caller limits are not applied for %gs: %s", STORE_DOWN_SECONDS, exc)
+        self._down_until = time.monotonic() + STORE_DOWN_SECONDS
+
+    @property
+    def store_down(self) -> bool:
+        return time.monotonic() < self._down_until
 
     def _check(self, standing: Standing) -> None:
         now = self.clock()
@@ -165,7 +185,8 @@ class Quotas:
         if standing.version:
             condition, values[":read"] = "ver = :read", {"N": str(standing.version)}
         else:
-            condition = "attribute_not_exists(pk)"
+            # No admission has written it yet (a settle alone may have made it).
+            condition = "attribute_not_exists(ver)"
         try:
             self._update(who, update, names, values, ConditionExpression=condition)
         except ClientError:  # the condition: someone wrote between the read and this write
@@ -183,20 +204,24 @@ class Quotas:
         )
 
     def settle(self, who: str, stream_id: str, held: bool, tokens: int) -> None:
-        """Free the stream's slot and add its output tokens to the day it ended on, in one write."""
+        """Free the stream's slot and add its output tokens to the day it ended on, in one write.
+
+        Only admissions move the version: a slot freed under one can only make it refuse too
+        soon, never admit too many. A held slot's write is conditional on the slot, so a retry
+        of a write that landed (its answer lost) cannot count the tokens twice.
+        """
         day = _tokens_attribute(day_of(self.clock()))
         names = {"#day": day}
-        values = {
-            ":tokens": {"N": str(tokens)},
-            ":one": {"N": "1"},
-            ":expires": {"N": str(int(self.clock() + KEEP_SECONDS))},
-        }
-        # The version moves, so an admission that read the slot as taken reads again.
-        update = "ADD #day :tokens, ver :one SET expiresAt = :expires"
-        if held:
-            update += " REMOVE slots.#slot"
-            names["#slot"] = stream_id
-        self._update(who, update, names, values)
+        values = {":tokens": {"N": str(tokens)}, ":expires": {"N": str(int(self.clock() + KEEP_SECONDS))}}
+        update = "ADD #day :tokens SET expiresAt = :expires"
+        if not held:
+            self._update(who, update, names, values)
+            return
+        names["#slot"] = stream_id
+        # A failed condition: already settled, by an attempt whose answer was lost.
+        with contextlib.suppress(ClientError):
+            condition = "attribute_exists(slots.#slot)"
+            self._update(who, f"{update} REMOVE slots.#slot", names, values, ConditionExpression=condition)
 
 
 class Lease(Listener):
@@ -209,10 +234,17 @@ class Lease(Listener):
         self.held = held
         self.requests = requests
         self.settled = False
+        self.characters = 0  # of the text relayed: the count for a stream Bedrock never counted
+
+    def on_events(self, events: list[Event]) -> None:
+        # Only with limits on; one pass over the batch, no call per token.
+        self.characters += sum(len(event.text) for event in events if type(event) in DELTAS)
 
     def on_end(self, summary: Summary) -> None:
         # Before the client's end: on Lambda, the environment may be frozen once the response ends.
-        self._settle(summary, attempts=1)
+        # A store taken to be down is left for after the response, not to hold the end back.
+        if not self.quotas.store_down:
+            self._settle(summary, attempts=1)
 
     def on_close(self, summary: Summary) -> None:
         self._settle(summary, attempts=SETTLE_ATTEMPTS)
@@ -224,9 +256,10 @@ class Lease(Listener):
     def _settle(self, summary: Summary, attempts: int) -> None:
         if self.settled:
             return
-        # Bedrock's count when it sent one; a cut or cancelled stream has only the deltas relayed,
-        # which undercount by little (a delta is a token or a few).
-        tokens = summary.usage.output_tokens if summary.usage else summary.deltas
+        # Bedrock's count when it sent one. A cancelled or cut stream has none: it is estimated at
+        # four characters a token, and never fewer tokens than the deltas relayed.
+        estimate = max(summary.deltas, math.ceil(self.characters / 4))
+        tokens = summary.usage.output_tokens if summary.usage else estimate
         for attempt in range(attempts):
             try:
                 self.requests += 1

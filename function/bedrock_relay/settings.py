@@ -198,10 +198,8 @@ class Settings:
     # Complete answers to temperature-0 requests, replayed from the store for this long; 0 is off.
     answer_cache_seconds: int = setting("ANSWER_CACHE_SECONDS", 0, _whole(" of seconds", "off"))
     # Per signed-in caller, counted in the store across every environment; 0 is no limit.
-    max_concurrent_streams_per_caller: int = setting(
-        "MAX_CONCURRENT_STREAMS_PER_CALLER", 0, _whole("", "no limit")
-    )
-    daily_output_tokens_per_caller: int = setting("DAILY_OUTPUT_TOKENS_PER_CALLER", 0, _whole("", "no limit"))
+    max_concurrent_streams_per_caller: int = setting("MAX_CONCURRENT_STREAMS_PER_CALLER", 0, _limit)
+    daily_output_tokens_per_caller: int = setting("DAILY_OUTPUT_TOKENS_PER_CALLER", 0, _limit)
 
     def __post_init__(self) -> None:
         if not self.allowed_model_ids:
