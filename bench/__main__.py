@@ -114,7 +114,7 @@ def main() -> None:
         every_cold = measure.cold_start(standin.url, 2 if quick else 5, **app_env, **every_env)
         figures["every_feature"]["cold_start"] = every_cold
         step("cold start as shipped: the built function, read-only, with and without its bytecode")
-        figures["shipped_cold_start"] = measure.shipped_cold_start(standin.url, 2 if quick else 7, **app_env)
+        figures["shipped_cold_start"] = measure.shipped_cold_start(standin.url, 2 if quick else 15, **app_env)
     finally:
         standin.stop()
         store.stop()

@@ -180,10 +180,12 @@ def shipped_cold_start(bedrock_url: str, repeats: int, **env: str) -> dict:
     figures: dict = {"repeats": repeats}
     for name in builds:
         figures[name] = {
+            "spawn_to_ready_min_ms": round(min(ready[name]) * 1000, 1),
             "spawn_to_ready_median_ms": round(median(ready[name]) * 1000, 1),
             "spawn_to_first_token_median_ms": round(median(token[name]) * 1000, 1),
         }
-    saved = median(ready["without_bytecode"]) - median(ready["with_bytecode"])
+    # By the fastest start of each: the least disturbed by the machine's other work.
+    saved = min(ready["without_bytecode"]) - min(ready["with_bytecode"])
     figures["bytecode_saves_ms"] = round(saved * 1000, 1)
     return figures
 
