@@ -71,7 +71,7 @@ class Scenario:
     ttft: float = 0.4  # seconds before the first token
     reasoning: int = 0  # reasoning deltas before the answer
     redacted: int = 0  # then this many reasoning blocks the provider encrypted (redactedContent)
-    text: str = "lorem"  # or "unicode": multi-byte characters and emoji
+    text: str = "lorem"  # or "unicode": multi-byte characters and emoji; or "echo" (see echo_chunks)
     error: str = ""  # fail before streaming with this exception
     retry_after: int = 0  # with `error`: send this Retry-After header, as Bedrock may when throttling
     stream_error: str = ""  # raise this exception in the stream, after `after` tokens
@@ -94,8 +94,8 @@ class Scenario:
             raise ScenarioError("truncate must be clean or midframe")
         if self.guardrail not in ("", "input", "output"):
             raise ScenarioError("guardrail must be input or output")
-        if self.text not in ("lorem", "unicode"):
-            raise ScenarioError("text must be lorem or unicode")
+        if self.text not in ("lorem", "unicode", "echo"):
+            raise ScenarioError("text must be lorem, unicode or echo")
         return self
 
 
@@ -124,6 +124,19 @@ def answer_tokens(scenario: Scenario, count: int, seed: str) -> Iterator[str]:
     for i in range(count):
         word = vocabulary[(start + i) % len(vocabulary)]
         yield word if i == 0 else " " + word
+
+
+# With text=echo the answer is the prompt after its tag, a few characters a delta: a test writes
+# the answer it wants (Markdown, say), and every construct in it arrives split across deltas.
+ECHO_CHUNK = 3
+
+
+def echo_chunks(prompt: str) -> list[str]:
+    """Return the answer `text=echo` sends for a prompt: what follows its tag, in small pieces."""
+    match = TAG.search(prompt)
+    text = prompt[match.end() :] if match else prompt
+    text = text.removeprefix("\n")
+    return [text[i : i + ECHO_CHUNK] for i in range(0, len(text), ECHO_CHUNK)]
 
 
 def stamped(text: str, index: int, emitted: float) -> str:

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
@@ -21,6 +21,7 @@ from .scenarios import (
     Scenario,
     ScenarioError,
     answer_tokens,
+    echo_chunks,
     parse,
     reasoning_tokens,
     stamped,
@@ -169,6 +170,10 @@ class Handler(BaseHTTPRequestHandler):
             self._chunk(eventstream.event("contentBlockStop", {"contentBlockIndex": index}))
             index += 1
         max_tokens = request.get("inferenceConfig", {}).get("maxTokens")
+        if scenario.text == "echo":
+            last = next(b.get("text", "") for b in request["messages"][-1]["content"] if "text" in b)
+            echoed = echo_chunks(last)
+            scenario = replace(scenario, tokens=len(echoed))
         count = min(scenario.tokens, max_tokens or scenario.tokens)
         prompt_words = sum(
             len(block.get("text", "").split()) for m in request["messages"] for block in m["content"]
@@ -176,7 +181,12 @@ class Handler(BaseHTTPRequestHandler):
         started = time.monotonic()
         if scenario.guardrail == "input":
             return self._guardrail_stop(record, "inputAssessment", index, 0, prompt_words)
-        for i, text in enumerate(answer_tokens(scenario, count, json.dumps(request["messages"]))):
+        tokens = (
+            echoed[:count]
+            if scenario.text == "echo"
+            else answer_tokens(scenario, count, json.dumps(request["messages"]))
+        )
+        for i, text in enumerate(tokens):
             if scenario.guardrail == "output" and i == scenario.after:
                 return self._guardrail_stop(record, "outputAssessments", index, i, prompt_words)
             if i == scenario.after and self._interrupt(scenario, record):

@@ -52,7 +52,8 @@ def ask(page: Page, text: str) -> None:
 
 
 def answer_text(page: Page) -> str:
-    return page.locator(ANSWER).text_content() or ""
+    """The answer as rendered text: Markdown's paragraphs end in a newline the model did not send."""
+    return (page.locator(ANSWER).text_content() or "").strip()
 
 
 def shown_stats(page: Page) -> dict[str, str]:
@@ -111,9 +112,7 @@ def test_a_second_turn_sends_the_whole_conversation_and_shows_reasoning(page, ap
     page.press("#prompt", "Enter")
     page.wait_for_function(f"document.querySelector('{ANSWER}')?.textContent.split(' ').length > 25")
     expect(page.locator(".turn:last-child .reasoning-text")).to_contain_text("First I consider")
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    page.screenshot(path=SCREENSHOT)
-    assert record_for(standin, label).outcome == "streaming", "the screenshot must show the page mid-stream"
+    assert record_for(standin, label).outcome == "streaming"
     assert sent[1]["messages"] == [
         {"role": "user", "content": first_prompt},
         {"role": "assistant", "content": first_answer},

@@ -72,7 +72,9 @@ def test_function_artifact_holds_only_the_code_its_bytecode_and_the_page(build_d
     # /var/task is read-only in Lambda: without .pyc files every cold start compiles the relay.
     tag = f"cpython-{runtime_version().replace('.', '')}"
     bytecode = {f"bedrock_relay/__pycache__/{path.stem}.{tag}.pyc" for path in source}
-    page = {str(path.relative_to("function")) for path in Path("function").glob("static/*")}
+    page = {
+        str(path.relative_to("function")) for path in Path("function").rglob("static/**/*") if path.is_file()
+    }
     assert "static/index.html" in page
     assert files == {"run.sh", "gunicorn.conf.py"} | code | bytecode | page
     assert os.access(task_root / "run.sh", os.X_OK)

@@ -22,6 +22,9 @@ const status = document.getElementById("status");
 const template = document.getElementById("turn-template");
 const tray = new Tray(document.getElementById("attachments"), setStatus, () => held(messages));
 const fileInput = document.getElementById("file-input");
+const jump = document.getElementById("jump");
+// Loaded now, without holding up the page: answers render as plain text until it is here.
+const markdown = import("./markdown.js").catch(() => null);
 
 // The whole conversation lives here, client-side: the service keeps no state between requests.
 let messages = [];
@@ -97,6 +100,43 @@ prompt.addEventListener("paste", (event) => {
   tray.add(files);
 });
 stopButton.addEventListener("click", stop);
+
+// The page follows a growing answer while the reader is at the bottom, and stops following once
+// they scroll up to read; "Jump to latest" takes them back. The composer is sticky, so the
+// bottom of the page is where the newest line shows just above it.
+let following = true;
+const atBottom = () => innerHeight + scrollY >= document.documentElement.scrollHeight - 40;
+addEventListener("scroll", () => {
+  following = atBottom();
+  if (following) jump.hidden = true;
+}, { passive: true });
+function follow() {
+  if (following) scrollTo({ top: document.documentElement.scrollHeight });
+  else jump.hidden = false;
+}
+jump.addEventListener("click", () => {
+  following = true;
+  jump.hidden = true;
+  follow();
+  prompt.focus();
+});
+
+// Copy: the whole answer as the Markdown it came as, or one code block as its text.
+conversation.addEventListener("click", (event) => {
+  const button = event.target.closest(".copy-code");
+  if (button) copy(button, button.closest(".code-block").querySelector("code").textContent);
+});
+async function copy(button, text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    const label = button.textContent;
+    button.textContent = "Copied";
+    setStatus("Copied to the clipboard.");
+    setTimeout(() => { button.textContent = label; }, 1500);
+  } catch {
+    setStatus("The clipboard refused the copy (the page needs https or localhost, and permission).");
+  }
+}
 document.getElementById("new-chat").addEventListener("click", () => {
   stop();
   messages = [];
@@ -146,13 +186,16 @@ async function send(text, files) {
     answer: turn.querySelector(".answer"),
     message: turn.querySelector(".message"),
     stats: turn.querySelector(".stats"),
+    copy: turn.querySelector(".copy-answer"),
   };
   view.user.querySelector(".user-text").textContent = text;
-  const shown = view.user.querySelector(".attachments");
-  shown.replaceChildren(...files.map((file) => preview(file)));
-  shown.hidden = !files.length;
+  const sentFiles = view.user.querySelector(".attachments");
+  sentFiles.replaceChildren(...files.map((file) => preview(file)));
+  sentFiles.hidden = !files.length;
   document.getElementById("empty").hidden = true;
   conversation.append(turn);
+  following = true;
+  follow();
   prompt.value = "";
   // New chat replaces `messages`; this request must then leave the new conversation alone.
   const history = messages;
@@ -163,6 +206,10 @@ async function send(text, files) {
   const sent = performance.now();
   const live = { firstToken: 0, chunks: 0, events: 0 };
   let answer = "";
+  view.copy.addEventListener("click", () => copy(view.copy, answer));
+  const rendered = await markdown;
+  const markdownView = rendered ? new rendered.LiveMarkdown(view.answer, follow) : null;
+  if (!markdownView) view.answer.classList.add("plain");
   let outcome = "failed";
   let asked = false; // the question is in `history` (reading a file can fail first)
   try {
@@ -197,9 +244,10 @@ async function send(text, files) {
           }
           live.chunks += 1;
           answer += event.text;
-          view.answer.textContent = answer;
+          if (markdownView) markdownView.update(answer);
+          else view.answer.textContent = answer;
           showStats(view.stats, liveStats(sent, live));
-          turn.scrollIntoView({ block: "end" });
+          if (!markdownView) follow();
         } else if (event.type === "reasoning") {
           view.reasoning.hidden = false;
           view.reasoningText.textContent += event.text;
@@ -239,6 +287,7 @@ async function send(text, files) {
       view.message.className = "message notice";
       view.message.textContent = "Stopped before the end of the answer.";
       if (messages === history) setStatus("Stopped.");
+      follow();
     } else if (error instanceof ChatError) {
       // Statuses under 400 belong to a stream that started and then went wrong.
       const status = error.status >= 400 ? ` (HTTP ${error.status})` : "";
@@ -258,6 +307,8 @@ async function send(text, files) {
   } finally {
     // A refused refresh signs out: the header must say so.
     showAccount();
+    markdownView?.finish();
+    window.__render = markdownView?.stats; // what rendering cost, read by the browser tests
     view.assistant.setAttribute("aria-busy", "false");
     controller = null;
     streamId = null;
@@ -288,6 +339,7 @@ function showError(view, code, message, retryable) {
   view.message.className = "message error";
   view.message.textContent = text;
   setStatus(text);
+  follow();
 }
 
 function liveStats(sent, live) {
