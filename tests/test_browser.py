@@ -213,7 +213,7 @@ def test_an_unanswered_turn_is_marked_and_the_prompt_refilled_only_if_empty(page
     )
     expect(page.locator(ERROR)).to_contain_text("ThrottlingException (HTTP 429): slow down. Retry after 3 s.")
     expect(page.locator("#prompt")).to_have_value("typed meanwhile")
-    expect(page.locator(".turn.unsent .user")).to_have_text("first try")
+    expect(page.locator(".turn.unsent .user-text")).to_have_text("first try")
     page.unroute("**/chat")
     sent = []
     page.on("request", lambda request: request.method == "POST" and sent.append(request.post_data_json))

@@ -30,9 +30,11 @@ def init_app(app: Flask, settings: Settings) -> None:
 
 
 def config(settings: Settings) -> Response:
-    """Tell the page what sign-in the service expects; nothing here is a secret."""
+    """Tell the page what sign-in the service expects and which models it may pick; nothing here is a
+    secret (the OpenAPI document, public too, lists the same models)."""
     jwt_on = "jwt" in settings.auth_modes
     return jsonify(
+        models={"allowed": list(settings.allowed_model_ids), "default": settings.model_id},
         auth={
             "modes": list(settings.auth_modes),
             "issuer": settings.jwt_issuer if jwt_on else None,

@@ -65,6 +65,15 @@ function base64Of(file) {
 }
 
 /** Show files as small previews: a thumbnail for an image, a labelled chip for a document. */
+/** The file a message's image or document block was made from: to show it again after a reload. */
+export function fileOf(block) {
+  const source = block.image ?? block.document;
+  const kinds = block.image ? IMAGE_TYPES : DOCUMENT_TYPES;
+  const type = Object.keys(kinds).find((mime) => kinds[mime] === source.format);
+  const bytes = Uint8Array.from(atob(source.data), (c) => c.charCodeAt(0));
+  return new File([bytes], block.document?.name ?? `image.${source.format}`, { type });
+}
+
 export function preview(file, onRemove) {
   const item = document.createElement("li");
   item.className = "attachment";

@@ -9,7 +9,7 @@ import {
   signedInAs,
   useApiKey,
 } from "./sign-in.js";
-import { ACCEPT, Tray, contentOf, held, preview } from "./attachments.js";
+import { ACCEPT, Tray, contentOf, fileOf, held, preview } from "./attachments.js";
 import { ChatError, cancelChat, streamChat } from "./stream-chat.js";
 
 const chatUrl = new URL(document.body.dataset.chatUrl, document.baseURI);
@@ -23,6 +23,8 @@ const template = document.getElementById("turn-template");
 const tray = new Tray(document.getElementById("attachments"), setStatus, () => held(messages));
 const fileInput = document.getElementById("file-input");
 const jump = document.getElementById("jump");
+const modelPicker = document.getElementById("model");
+const liveAnswer = document.getElementById("live-answer");
 // Loaded now, without holding up the page: answers render as plain text until it is here.
 const markdown = import("./markdown.js").catch(() => null);
 
@@ -38,8 +40,68 @@ const account = document.getElementById("account");
 const ready = setUpSignIn(new URL("config", chatUrl)).then((found) => {
   session = found;
   showAccount();
+  showModels(session.config?.models);
   if (session.error) setStatus(session.error);
 });
+
+// The conversation survives a reload of the tab (sessionStorage: this tab only, gone when it
+// closes), with the model it was held with.
+const SAVED = "bedrock-relay-chat";
+function save() {
+  const state = { messages, model: modelPicker.value || null };
+  try {
+    sessionStorage.setItem(SAVED, JSON.stringify(state));
+  } catch {
+    // Over the tab's quota (files are large): the text is kept, the files are not.
+    const texts = messages.map((m) => ({ ...m, content: textOf(m.content) }));
+    try {
+      sessionStorage.setItem(SAVED, JSON.stringify({ ...state, messages: texts }));
+    } catch {
+      sessionStorage.removeItem(SAVED);
+    }
+  }
+}
+function saved() {
+  try {
+    return JSON.parse(sessionStorage.getItem(SAVED)) ?? {};
+  } catch {
+    return {};
+  }
+}
+
+/** Offer the models the service allows, when it allows more than one; the saved one first. */
+function showModels(models) {
+  if (!models || models.allowed.length < 2) return;
+  modelPicker.replaceChildren(...models.allowed.map((id) => new Option(id, id)));
+  const kept = saved().model;
+  modelPicker.value = models.allowed.includes(kept) ? kept : models.default;
+  document.getElementById("model-picker").hidden = false;
+}
+modelPicker.addEventListener("change", save);
+
+const textOf = (content) => (typeof content === "string" ? content : (content.find((b) => "text" in b)?.text ?? ""));
+const filesOf = (content) => (typeof content === "string" ? [] : content.filter((b) => !("text" in b)).map(fileOf));
+
+/** Show the saved conversation again, each answer rendered as it was at its end. */
+async function restore() {
+  const kept = saved().messages;
+  if (!Array.isArray(kept) || !kept.length) return;
+  messages = kept;
+  const rendered = await markdown;
+  for (let index = 0; index < messages.length; index += 2) {
+    const view = newTurn(textOf(messages[index].content), filesOf(messages[index].content));
+    view.turn.dataset.index = String(index);
+    const answer = textOf(messages[index + 1]?.content ?? "");
+    if (rendered) view.answer.innerHTML = rendered.toHtml(answer);
+    else view.answer.textContent = answer;
+    view.answer.classList.toggle("plain", !rendered);
+    view.assistant.setAttribute("aria-busy", "false");
+    view.copy.addEventListener("click", () => copy(view.copy, answer));
+  }
+  following = true;
+  follow();
+}
+restore();
 
 function showAccount() {
   if (!session?.modes.length) return;
@@ -75,8 +137,60 @@ prompt.addEventListener("keydown", (event) => {
 form.addEventListener("submit", (event) => {
   event.preventDefault();
   const text = prompt.value;
-  if (text.trim() && !controller) send(text, tray.take());
+  if (!text.trim() || controller) return;
+  if (editing) replace(text, tray.take());
+  else send(text, tray.take());
 });
+
+// Editing an earlier message branches from it: it and everything after it are replaced.
+let editing = null;
+conversation.addEventListener("click", (event) => {
+  const turn = event.target.closest(".turn");
+  if (!turn || controller) return;
+  if (event.target.closest(".retry")) retry(turn);
+  if (event.target.closest(".edit")) startEditing(turn);
+});
+prompt.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && editing) {
+    stopEditing();
+    prompt.value = "";
+    setStatus("");
+  }
+});
+function startEditing(turn) {
+  stopEditing();
+  editing = turn;
+  turn.classList.add("editing");
+  prompt.value = textOf(messages[Number(turn.dataset.index)].content);
+  setStatus("Editing an earlier message: Send replaces it and everything after it; Escape cancels.");
+  prompt.focus();
+}
+function stopEditing() {
+  editing?.classList.remove("editing");
+  editing = null;
+}
+/** Send the edited message in place of the one being edited, keeping its files, dropping what followed. */
+async function replace(text, files) {
+  const turn = editing;
+  stopEditing();
+  const index = Number(turn.dataset.index);
+  const old = messages[index].content;
+  const kept = typeof old === "string" ? [] : old.filter((b) => !("text" in b));
+  messages.length = index;
+  while (turn.nextElementSibling) turn.nextElementSibling.remove();
+  turn.remove();
+  const added = files.length ? (await contentOf(text, files, held(messages).names)).slice(1) : [];
+  const blocks = [...kept, ...added];
+  send(text, [...kept.map(fileOf), ...files], blocks.length ? [{ text }, ...blocks] : text);
+}
+/** Ask the last question again: its answer is dropped, and a new one is streamed in its place. */
+function retry(turn) {
+  const index = Number(turn.dataset.index);
+  const question = messages[index];
+  messages.length = index;
+  turn.remove();
+  send(textOf(question.content), filesOf(question.content), question.content);
+}
 
 // Files come by the picker, by dropping them anywhere on the page, or by pasting into the message.
 fileInput.accept = ACCEPT;
@@ -140,6 +254,8 @@ async function copy(button, text) {
 document.getElementById("new-chat").addEventListener("click", () => {
   stop();
   messages = [];
+  stopEditing();
+  sessionStorage.removeItem(SAVED);
   tray.take();
   conversation.replaceChildren();
   document.getElementById("empty").hidden = false;
@@ -175,10 +291,11 @@ function setBusy(busy) {
   stopButton.disabled = !busy;
 }
 
-/** Render one turn, with its files, and stream its answer into it. */
-async function send(text, files) {
+/** Add a turn for a user message, with its files; its answer goes in its assistant part. */
+function newTurn(text, files) {
   const turn = template.content.firstElementChild.cloneNode(true);
   const view = {
+    turn,
     user: turn.querySelector(".user"),
     assistant: turn.querySelector(".assistant"),
     reasoning: turn.querySelector(".reasoning"),
@@ -194,6 +311,14 @@ async function send(text, files) {
   sentFiles.hidden = !files.length;
   document.getElementById("empty").hidden = true;
   conversation.append(turn);
+  return view;
+}
+
+/** Render one turn, with its files, and stream its answer into it; `content` is the message when
+ * it is made already (a retry, an edit). */
+async function send(text, files, content = null) {
+  const view = newTurn(text, files);
+  const turn = view.turn;
   following = true;
   follow();
   prompt.value = "";
@@ -213,10 +338,13 @@ async function send(text, files) {
   let outcome = "failed";
   let asked = false; // the question is in `history` (reading a file can fail first)
   try {
-    history.push({ role: "user", content: await contentOf(text, files, held(history).names) });
+    history.push({ role: "user", content: content ?? (await contentOf(text, files, held(history).names)) });
+    turn.dataset.index = String(history.length - 1);
     asked = true;
     await ready;
-    const last = await streamChat(chatUrl, { messages: history }, {
+    const body = { messages: history };
+    if (modelPicker.value) body.modelId = modelPicker.value;
+    const last = await streamChat(chatUrl, body, {
       signal: controller.signal,
       headers: signInHeaders(),
       getToken: session ? () => getToken(session) : undefined,
@@ -246,6 +374,7 @@ async function send(text, files) {
           answer += event.text;
           if (markdownView) markdownView.update(answer);
           else view.answer.textContent = answer;
+          announce(answer, false);
           showStats(view.stats, liveStats(sent, live));
           if (!markdownView) follow();
         } else if (event.type === "reasoning") {
@@ -315,6 +444,7 @@ async function send(text, files) {
     setBusy(false);
   }
   if (messages !== history) return; // New chat was pressed: this turn is gone.
+  announce(answer, true);
   if (answer) {
     // Even a partial answer stays in the conversation, so roles keep alternating.
     history.push({ role: "assistant", content: answer });
@@ -327,7 +457,20 @@ async function send(text, files) {
       if (!tray.files.length) tray.add(files);
     }
   }
+  save();
   prompt.focus();
+}
+
+// A screen reader hears the answer as it grows, a few seconds' worth at a time, not token by token.
+const ANNOUNCE_EVERY_MS = 3000;
+let announced = { at: 0, length: 0 };
+function announce(answer, ended) {
+  const now = performance.now();
+  if (answer.length < announced.length) announced = { at: now, length: 0 }; // a new answer
+  if (!ended && now - announced.at < ANNOUNCE_EVERY_MS) return;
+  const fresh = answer.slice(announced.length).trim();
+  announced = ended ? { at: 0, length: 0 } : { at: now, length: answer.length };
+  if (fresh) liveAnswer.textContent = fresh;
 }
 
 /** Show an error in the turn and announce it through the status line. */

@@ -27,7 +27,8 @@ async function getJson(url, what) {
 export async function setUpSignIn(configUrl) {
   const session = { modes: [], auth: {}, issuer: null, error: null, redirectUri: location.origin + location.pathname };
   try {
-    session.auth = (await getJson(configUrl, "reading the sign-in settings")).auth;
+    session.config = await getJson(configUrl, "reading the sign-in settings");
+    session.auth = session.config.auth;
     session.modes = session.auth.modes;
     if (session.modes.includes("jwt")) {
       const discovery = `${session.auth.issuer.replace(/\/$/, "")}/.well-known/openid-configuration`;
