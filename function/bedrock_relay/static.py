@@ -46,7 +46,7 @@ def config(settings: Settings) -> Response:
             else None,
             # With a required scope the page sends its access token: only those carry scopes.
             "requiredScope": (settings.jwt_required_scope or None) if jwt_on else None,
-        }
+        },
     )
 
 

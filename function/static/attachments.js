@@ -64,7 +64,6 @@ function base64Of(file) {
   });
 }
 
-/** Show files as small previews: a thumbnail for an image, a labelled chip for a document. */
 /** The file a message's image or document block was made from: to show it again after a reload. */
 export function fileOf(block) {
   const source = block.image ?? block.document;
@@ -74,6 +73,7 @@ export function fileOf(block) {
   return new File([bytes], block.document?.name ?? `image.${source.format}`, { type });
 }
 
+/** Show files as small previews: a thumbnail for an image, a labelled chip for a document. */
 export function preview(file, onRemove) {
   const item = document.createElement("li");
   item.className = "attachment";

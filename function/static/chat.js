@@ -48,18 +48,23 @@ const ready = setUpSignIn(new URL("config", chatUrl)).then((found) => {
 // closes), with the model it was held with.
 const SAVED = "bedrock-relay-chat";
 function save() {
-  const state = { messages, model: modelPicker.value || null };
-  try {
-    sessionStorage.setItem(SAVED, JSON.stringify(state));
-  } catch {
-    // Over the tab's quota (files are large): the text is kept, the files are not.
-    const texts = messages.map((m) => ({ ...m, content: textOf(m.content) }));
+  // Whole exchanges only: a question still being answered is not part of the conversation yet.
+  const whole = messages.slice(0, messages.length - (messages.length % 2));
+  const state = { messages: whole, model: modelPicker.value || null };
+  // Over the tab's quota (files are large), the text is kept and the files are not; storage the
+  // browser refuses outright (site data blocked) keeps nothing, and the page works on.
+  const texts = () => whole.map((m) => ({ ...m, content: textOf(m.content) }));
+  for (const attempt of [() => state, () => ({ ...state, messages: texts() }), null]) {
     try {
-      sessionStorage.setItem(SAVED, JSON.stringify({ ...state, messages: texts }));
-    } catch {
-      sessionStorage.removeItem(SAVED);
-    }
+      if (!attempt) return forget();
+      return sessionStorage.setItem(SAVED, JSON.stringify(attempt()));
+    } catch {}
   }
+}
+function forget() {
+  try {
+    sessionStorage.removeItem(SAVED);
+  } catch {}
 }
 function saved() {
   try {
@@ -85,7 +90,8 @@ const filesOf = (content) => (typeof content === "string" ? [] : content.filter(
 /** Show the saved conversation again, each answer rendered as it was at its end. */
 async function restore() {
   const kept = saved().messages;
-  if (!Array.isArray(kept) || !kept.length) return;
+  const alternating = (m, i) => m?.role === (i % 2 ? "assistant" : "user") && m.content != null;
+  if (!Array.isArray(kept) || !kept.length || kept.length % 2 || !kept.every(alternating)) return;
   messages = kept;
   const rendered = await markdown;
   for (let index = 0; index < messages.length; index += 2) {
@@ -101,7 +107,8 @@ async function restore() {
   following = true;
   follow();
 }
-restore();
+// A message sent before the saved conversation is back would go before it.
+const restored = restore();
 
 function showAccount() {
   if (!session?.modes.length) return;
@@ -134,10 +141,11 @@ prompt.addEventListener("keydown", (event) => {
     form.requestSubmit();
   }
 });
-form.addEventListener("submit", (event) => {
+form.addEventListener("submit", async (event) => {
   event.preventDefault();
   const text = prompt.value;
   if (!text.trim() || controller) return;
+  await restored;
   if (editing) replace(text, tray.take());
   else send(text, tray.take());
 });
@@ -176,15 +184,26 @@ async function replace(text, files) {
   const index = Number(turn.dataset.index);
   const old = messages[index].content;
   const kept = typeof old === "string" ? [] : old.filter((b) => !("text" in b));
+  // Names taken: by the messages before, and by the files the edited message keeps.
+  const taken = held(messages.slice(0, index)).names;
+  for (const block of kept) if (block.document) taken.add(block.document.name);
+  let added;
+  try {
+    added = files.length ? (await contentOf(text, files, taken)).slice(1) : [];
+  } catch (error) {
+    setStatus(`The files could not be read: ${error.message}`);
+    tray.add(files);
+    return;
+  }
   messages.length = index;
   while (turn.nextElementSibling) turn.nextElementSibling.remove();
   turn.remove();
-  const added = files.length ? (await contentOf(text, files, held(messages).names)).slice(1) : [];
   const blocks = [...kept, ...added];
   send(text, [...kept.map(fileOf), ...files], blocks.length ? [{ text }, ...blocks] : text);
 }
 /** Ask the last question again: its answer is dropped, and a new one is streamed in its place. */
 function retry(turn) {
+  stopEditing();
   const index = Number(turn.dataset.index);
   const question = messages[index];
   messages.length = index;
@@ -243,10 +262,10 @@ conversation.addEventListener("click", (event) => {
 async function copy(button, text) {
   try {
     await navigator.clipboard.writeText(text);
-    const label = button.textContent;
+    button.dataset.label ??= button.textContent;
     button.textContent = "Copied";
     setStatus("Copied to the clipboard.");
-    setTimeout(() => { button.textContent = label; }, 1500);
+    setTimeout(() => { button.textContent = button.dataset.label; }, 1500);
   } catch {
     setStatus("The clipboard refused the copy (the page needs https or localhost, and permission).");
   }
@@ -255,7 +274,7 @@ document.getElementById("new-chat").addEventListener("click", () => {
   stop();
   messages = [];
   stopEditing();
-  sessionStorage.removeItem(SAVED);
+  forget();
   tray.take();
   conversation.replaceChildren();
   document.getElementById("empty").hidden = false;
@@ -289,6 +308,9 @@ function setStatus(text) {
 function setBusy(busy) {
   sendButton.disabled = busy;
   stopButton.disabled = !busy;
+  // Retry and Edit wait for the answer being written; the model stays as the answer began.
+  document.body.classList.toggle("busy", busy);
+  modelPicker.disabled = busy;
 }
 
 /** Add a turn for a user message, with its files; its answer goes in its assistant part. */
@@ -374,7 +396,7 @@ async function send(text, files, content = null) {
           answer += event.text;
           if (markdownView) markdownView.update(answer);
           else view.answer.textContent = answer;
-          announce(answer, false);
+          announce(view.answer, false);
           showStats(view.stats, liveStats(sent, live));
           if (!markdownView) follow();
         } else if (event.type === "reasoning") {
@@ -443,8 +465,8 @@ async function send(text, files, content = null) {
     streamId = null;
     setBusy(false);
   }
+  announce(view.answer, true);
   if (messages !== history) return; // New chat was pressed: this turn is gone.
-  announce(answer, true);
   if (answer) {
     // Even a partial answer stays in the conversation, so roles keep alternating.
     history.push({ role: "assistant", content: answer });
@@ -461,15 +483,18 @@ async function send(text, files, content = null) {
   prompt.focus();
 }
 
-// A screen reader hears the answer as it grows, a few seconds' worth at a time, not token by token.
+// A screen reader hears the answer as it grows, a few seconds' worth at a time, not token by token:
+// the rendered text (no Markdown marks), up to the last whole word.
 const ANNOUNCE_EVERY_MS = 3000;
-let announced = { at: 0, length: 0 };
+let announced = { answer: null, at: 0, length: 0 };
 function announce(answer, ended) {
   const now = performance.now();
-  if (answer.length < announced.length) announced = { at: now, length: 0 }; // a new answer
+  if (announced.answer !== answer) announced = { answer, at: now, length: 0 }; // a new answer
   if (!ended && now - announced.at < ANNOUNCE_EVERY_MS) return;
-  const fresh = answer.slice(announced.length).trim();
-  announced = ended ? { at: 0, length: 0 } : { at: now, length: answer.length };
+  const text = answer.textContent;
+  const end = ended ? text.length : text.search(/\s\S*$/) + 1;
+  const fresh = text.slice(announced.length, Math.max(end, announced.length)).trim();
+  announced = { answer, at: now, length: Math.max(end, announced.length) };
   if (fresh) liveAnswer.textContent = fresh;
 }
 

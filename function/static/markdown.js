@@ -21,7 +21,7 @@ function renderer(highlight) {
       const label = escape(language || "text");
       return (
         `<div class="code-block"><div class="code-head"><span class="code-lang">${label}</span>` +
-        `<button type="button" class="copy-code secondary" aria-label="Copy ${label} code">Copy code</button></div>` +
+        `<button type="button" class="copy-code secondary" aria-label="Copy code (${label})">Copy code</button></div>` +
         `<pre><code class="hljs${known ? ` language-${label}` : ""}">${body}</code></pre></div>`
       );
     },
@@ -33,6 +33,8 @@ parsers.plain.use({ renderer: renderer(false) });
 parsers.highlighted.use({ renderer: renderer(true) });
 
 const purify = DOMPurify();
+// Without a DOM it can clean, DOMPurify would hand its input back as it is: fall back to plain text.
+if (!purify.isSupported) throw new Error("DOMPurify cannot sanitize in this browser");
 // Links open apart from the page, and give it no handle back; DOMPurify already drops
 // javascript: and other unsafe URLs.
 purify.addHook("afterSanitizeAttributes", (node) => {
@@ -45,10 +47,13 @@ purify.addHook("afterSanitizeAttributes", (node) => {
 /** Return safe HTML for a piece of Markdown; code is highlighted only when asked (it costs). */
 export function toHtml(markdown, { highlight = true } = {}) {
   const html = parsers[highlight ? "highlighted" : "plain"].parse(markdown);
-  return purify.sanitize(html, { ADD_ATTR: ["target"] });
+  return purify.sanitize(html);
 }
 
 const FENCE = /^ {0,3}(`{3,}|~{3,})/;
+const CLOSING_FENCE = /^ {0,3}(`{3,}|~{3,})\s*$/;
+// A list item: never the start of a new block, or a loose list would be cut in two.
+const LIST_ITEM = /^([-*+]|\d{1,9}[.)])(\s|$)/;
 
 /**
  * Where `text` may be cut so that what comes before is whole blocks that will never change: the
@@ -64,10 +69,10 @@ export function lastBoundary(text) {
     const newline = text.indexOf("\n", start);
     if (newline === -1) break; // the last line may still grow: never a boundary
     const line = text.slice(start, newline);
-    const marker = FENCE.exec(line)?.[1];
+    const marker = (fence === null ? FENCE : CLOSING_FENCE).exec(line)?.[1];
     if (marker && (fence === null || (marker[0] === fence[0] && marker.length >= fence.length))) {
       fence = fence === null ? marker : null;
-    } else if (fence === null && previousBlank && line !== "" && !/^\s/.test(line)) {
+    } else if (fence === null && previousBlank && line !== "" && !/^\s/.test(line) && !LIST_ITEM.test(line)) {
       boundary = start;
     }
     previousBlank = fence === null && line.trim() === "";
@@ -133,6 +138,7 @@ export class LiveMarkdown {
       this.done += cut;
     }
     this.tail.innerHTML = final ? "" : toHtml(this.text.slice(this.done), { highlight: false });
+    // Parsing, cleaning and putting the HTML in the page; the browser's layout and paint come after.
     const took = performance.now() - began;
     this.nextAt = began + 4 * took;
     this.stats.renders += 1;
