@@ -92,7 +92,8 @@ def test_sign_in_then_chat_as_that_user_with_tokens_only_in_session_storage(page
     expect(page.locator(STATUS)).to_have_text("Answer complete: end_turn, 2 tokens.")
     assert sum("grant_type=refresh_token" in body for body in token_requests) == 2
     assert page.evaluate("localStorage.length") == 0
-    assert page.evaluate("Object.keys(sessionStorage)") == ["relay.tokens"]
+    # The tokens, and the conversation kept for a reload of this tab (chat.js); nothing else.
+    assert sorted(page.evaluate("Object.keys(sessionStorage)")) == ["bedrock-relay-chat", "relay.tokens"]
 
 
 def test_a_stale_return_from_the_issuer_is_reported_and_sign_in_offered_again(page, signed_app):
@@ -138,6 +139,8 @@ def test_an_api_key_pasted_into_the_page_is_used_for_this_tab_only(page, standin
         assert page.evaluate("localStorage.length") == 0
         page.click("#sign-out")
         expect(page.locator("#api-key-form")).to_be_visible()
+        # The key, and the conversation with it: the next person at this browser sees neither.
         assert page.evaluate("sessionStorage.length") == 0
+        expect(page.locator(".turn")).to_have_count(0)
     finally:
         app.stop()

@@ -123,6 +123,8 @@ function showAccount() {
 
 document.getElementById("sign-in").addEventListener("click", () => signIn(session));
 document.getElementById("sign-out").addEventListener("click", () => {
+  // The conversation was the signed-in user's: it goes with them (a shared computer's next user).
+  newChat();
   signOut(session);
   showAccount();
 });
@@ -271,6 +273,10 @@ async function copy(button, text) {
   }
 }
 document.getElementById("new-chat").addEventListener("click", () => {
+  newChat();
+  prompt.focus();
+});
+function newChat() {
   stop();
   messages = [];
   stopEditing();
@@ -279,8 +285,7 @@ document.getElementById("new-chat").addEventListener("click", () => {
   conversation.replaceChildren();
   document.getElementById("empty").hidden = false;
   setStatus("");
-  prompt.focus();
-});
+}
 
 /** Stop reading, and ask the service to stop generating: on Lambda, closing the fetch alone does not. */
 function stop() {
