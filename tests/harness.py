@@ -67,7 +67,8 @@ class AppProcess:
     def log_records(self) -> list[dict]:
         """Return every JSON request line the app has logged so far."""
         records = []
-        for line in self.log_path.read_text().splitlines():
+        # The piece after the last newline may be a line still being written: it is left for later.
+        for line in self.log_path.read_text().split("\n")[:-1]:
             if line.startswith("{"):
                 records.append(json.loads(line))
         return records
