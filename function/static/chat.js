@@ -385,10 +385,11 @@ async function send(text, files, content = null) {
       onEvent(event) {
         live.events += 1;
         if (live.reconnecting) {
-          // Resumed: the same answer carries on in place.
+          // Resumed: the same answer carries on in place, and the page says it was interrupted.
           live.reconnecting = false;
-          view.message.hidden = true;
-          setStatus("Answering…");
+          view.message.className = "message notice resumed";
+          view.message.textContent = "The connection dropped and was resumed: nothing was lost.";
+          setStatus("Resumed.");
         }
         if (event.type === "start") {
           streamId = event.streamId ?? null;
