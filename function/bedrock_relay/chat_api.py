@@ -177,7 +177,7 @@ def _admit(settings: Settings, deadline: float) -> Lease | None:
         return None
     # The slot outlives the stream by the margin Lambda leaves after the relay's deadline: a
     # process that dies holding it has been stopped by then, and the slot frees by itself.
-    until = time.time() + (deadline - time.monotonic()) + settings.deadline_margin_seconds
+    until = invocation.wall_clock(deadline) + settings.deadline_margin_seconds
     lease = g.lease = quotas.admit(owner(), g.request_id, until)
     if not lease.held:
         g.log_fields["limits"] = "unavailable"
@@ -246,7 +246,7 @@ def record(store: Store, pump: Pump, model_id: str, deadline: float) -> Recorder
     opening = {
         "owner": owner(),
         "model_id": model_id,
-        "live_until": time.time() + (deadline - time.monotonic()),
+        "live_until": invocation.wall_clock(deadline),
     }
     interval = settings.persist_interval_ms / 1000
     recorder = Recorder(store, g.request_id, opening, interval, lambda: pump.interrupt(Interrupt(CANCELLED)))
@@ -264,7 +264,11 @@ def _conversation(store: Store, chat_request: ChatRequest, stream_id: str) -> Ke
     from .conversations import Busy, Conversations, Keeper, new_id
     from .store import StoreError
 
-    conversations, who, conversation_id = Conversations(store), owner(), chat_request.conversation_id
+    conversations, who, conversation_id = (
+        Conversations(store),
+        owner(),
+        chat_request.conversation_id,
+    )
     if conversation_id is None:
         # Created with its first exchange: the client may send the id back to go on.
         return Keeper(conversations, new_id(), 0, chat_request.prompt, who)

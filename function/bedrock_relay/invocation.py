@@ -27,6 +27,11 @@ def identify() -> None:
     g.log_fields = dict(request.environ.get(INTAKE_KEY) or {})
 
 
+def wall_clock(moment: float) -> float:
+    """Return a monotonic moment (a deadline) as epoch seconds, for another process to compare."""
+    return time.time() + (moment - time.monotonic())
+
+
 def owner() -> str:
     """Return who owns what this request starts or touches: the signed-in principal, or nobody."""
     method = g.get("log_fields", {}).get("authMethod")

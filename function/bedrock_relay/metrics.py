@@ -24,9 +24,9 @@ COUNTS = (
     "deadlineEnds",
     "guardrailInterventions",
 )
+# Bedrock throttling, by its own codes: not any 429 (a caller refused by its own limits gets one
+# too, and must not raise Bedrock's throttling alarm).
 THROTTLED = ("ThrottlingException", "throttlingException", "too_many_requests")
-# A caller refused by its own limits is not Bedrock throttling, whose alarm it must not raise.
-CALLER_LIMITS = ("too_many_streams", "budget_exhausted")
 SHORT = {TEXT: "text", SSE: "sse", NDJSON: "ndjson", JSON: "json"}
 UNKNOWN = "-"  # a dimension's value must be a string; a request refused early has no model
 
@@ -52,10 +52,7 @@ def embed(fields: dict, namespace: str, now_ms: int) -> dict:
         "requests": 1,
         "errors": int(outcome in (ERROR, INTERNAL_ERROR) or status >= 500),
         "rejected": int(400 <= status < 500),
-        "throttles": int(
-            (status == 429 and fields.get("errorCode") not in CALLER_LIMITS)
-            or fields.get("errorCode") in THROTTLED
-        ),
+        "throttles": int(fields.get("errorCode") in THROTTLED),
         "clientDisconnects": int(outcome == CLIENT_DISCONNECTED or bool(fields.get("clientGone"))),
         "cancels": int(outcome == CANCELLED),
         "deadlineEnds": int(stop_reason == DEADLINE),

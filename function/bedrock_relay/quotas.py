@@ -60,7 +60,8 @@ class Standing:
     slots: dict[str, float] = field(default_factory=dict)  # stream id -> when its slot expires
     has_slots: bool = False
     tokens_today: int = 0
-    stale: list[str] = field(default_factory=list)  # attributes to drop: expired slots, past days
+    expired: list[str] = field(default_factory=list)  # slots to drop: their streams' time is up
+    past_days: list[str] = field(default_factory=list)  # counters to drop: older than yesterday
 
     def live(self, now: float) -> dict[str, float]:
         return {stream: until for stream, until in self.slots.items() if until > now}
@@ -90,16 +91,15 @@ class Quotas:
         now = self.clock()
         today = _tokens_attribute(day_of(now))
         slots = {name: float(value["N"]) for name, value in item.get("slots", {}).get("M", {}).items()}
-        stale = [f"slots.{name}" for name, until in slots.items() if until <= now]
         # Yesterday's count is kept a day, for a stream that ends after midnight; older ones go.
         kept = (today, _tokens_attribute(day_of(now - 86_400)))
-        stale += [name for name in item if name.startswith("out:") and name not in kept]
         return Standing(
             version=int(item.get("ver", {}).get("N", "0")),
             slots=slots,
             has_slots="slots" in item,
             tokens_today=int(item.get(today, {}).get("N", "0")),
-            stale=stale,
+            expired=[name for name, until in slots.items() if until <= now],
+            past_days=[name for name in item if name.startswith("out:") and name not in kept],
         )
 
     def admit(self, who: str, stream_id: str, until: float) -> Lease:
@@ -170,18 +170,12 @@ class Quotas:
             values[":slots"] = {"M": {stream_id: values.pop(":until")}}
             names = {}
         update = f"SET {', '.join(sets)}, ver = :version, expiresAt = :expires"
-        stale = {f"#stale{index}": name for index, name in enumerate(standing.stale)}
-        if stale:
-            # A nested slot's path is two names: the map, then its key.
-            paths = []
-            for alias, name in stale.items():
-                if name.startswith("slots."):
-                    stale[alias] = name.removeprefix("slots.")
-                    paths.append(f"slots.{alias}")
-                else:
-                    paths.append(alias)
-            update += f" REMOVE {', '.join(paths)}"
-            names.update(stale)
+        # Stream ids and day names are not DynamoDB identifiers: each goes by an alias.
+        expired = {f"#expired{index}": name for index, name in enumerate(standing.expired)}
+        past = {f"#past{index}": name for index, name in enumerate(standing.past_days)}
+        if expired or past:
+            update += f" REMOVE {', '.join([f'slots.{alias}' for alias in expired] + list(past))}"
+            names.update(expired | past)
         if standing.version:
             condition, values[":read"] = "ver = :read", {"N": str(standing.version)}
         else:
