@@ -87,6 +87,18 @@ class LocalStore:
     table: str
     process: subprocess.Popen
 
+    def client(self):
+        """A DynamoDB client for the tests' own looks at the table, with dummy credentials."""
+        import boto3
+
+        return boto3.client(
+            "dynamodb",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
 
 @pytest.fixture(scope="session")
 def dynamodb() -> Iterator[LocalStore]:

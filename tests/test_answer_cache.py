@@ -191,19 +191,11 @@ def test_the_cache_needs_the_store_and_must_not_outlive_it():
 
 
 def test_an_answer_no_longer_stored_whole_is_asked_again_and_forgotten(cache_app, standin, dynamodb):
-    import boto3
-
     tag = label()
     body = {"prompt": f"[standin tokens=3 id={tag}] hi", "temperature": 0}
     _, fresh = ask(cache_app, body)
     # Its end expired (DynamoDB's TTL deletes items one by one, in no order).
-    table = boto3.client(
-        "dynamodb",
-        endpoint_url=dynamodb.url,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-    )
+    table = dynamodb.client()
     table.delete_item(
         TableName=dynamodb.table, Key={"pk": {"S": f"s#{fresh[0]['streamId']}"}, "sk": {"S": "e"}}
     )

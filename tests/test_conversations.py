@@ -11,6 +11,7 @@ import pytest
 from standin.server import StandInServer
 from tests.conftest import caller_keys, store_env, wait_for_record
 from tests.harness import AppProcess, start_app
+from tests.media import b64, pdf, png
 
 NDJSON = {"Accept": "application/x-ndjson"}
 
@@ -84,15 +85,66 @@ def test_one_answer_at_a_time_per_conversation(store_app, standin):
     holder.join(60)
 
 
-def test_messages_and_a_conversation_do_not_mix(store_app):
-    response = httpx.post(
-        f"{store_app.url}/chat",
-        json={"conversationId": "x", "messages": [{"role": "user", "content": "hi"}]},
-        timeout=10,
+def kept(app: AppProcess, conversation_id: str, headers: dict | None = None) -> list[tuple[str, str]]:
+    """The conversation's turns as the service keeps them: (role, content)."""
+    response = httpx.get(f"{app.url}/conversations/{conversation_id}", headers=headers, timeout=10)
+    assert response.status_code == 200, response.text
+    return [(turn["role"], turn["content"]) for turn in response.json()["turns"]]
+
+
+def user(text: str) -> dict:
+    return {"role": "user", "content": text}
+
+
+def assistant(text: str) -> dict:
+    return {"role": "assistant", "content": text}
+
+
+def test_a_client_holding_its_messages_keeps_a_copy_and_branches_by_editing(store_app, standin, dynamodb):
+    """The page's way: it sends every turn, and the service keeps them, replacing what an edit drops."""
+    start, first, _ = chat(store_app, {"messages": [user("[standin tokens=3] one")], "store": True})
+    conversation_id = start["conversationId"]
+    history = [user("[standin tokens=3] one"), assistant(first), user("[standin tokens=40 id=mirror-2] two")]
+    _, second, _ = chat(store_app, {"messages": history, "conversationId": conversation_id})
+    # Bedrock got the client's messages as sent: the service put nothing in front of them.
+    assert sent_to_bedrock(standin, "mirror-2") == [(m["role"], m["content"]) for m in history]
+    history += [assistant(second), user("[standin tokens=4] three")]
+    _, third, _ = chat(store_app, {"messages": history, "conversationId": conversation_id})
+    assert kept(store_app, conversation_id) == [(m["role"], m["content"]) for m in history] + [
+        ("assistant", third)
+    ]
+    # Editing the second question drops it and everything after, here and in the store.
+    edited = [*history[:2], user("[standin tokens=2 id=mirror-edit] two, edited")]
+    _, branch, _ = chat(store_app, {"messages": edited, "conversationId": conversation_id})
+    assert sent_to_bedrock(standin, "mirror-edit") == [(m["role"], m["content"]) for m in edited]
+    assert kept(store_app, conversation_id) == [(m["role"], m["content"]) for m in edited] + [
+        ("assistant", branch)
+    ]
+    listed = httpx.get(f"{store_app.url}/conversations/{conversation_id}", timeout=10).json()
+    assert listed["title"] == "[standin tokens=3] one" and listed["modelId"] == start["modelId"]
+    # The dropped turns are deleted, not only hidden.
+    assert sorted(stored_items(dynamodb, conversation_id)) == [
+        "m",
+        "t#000000#000",
+        "t#000001#000",
+        "t#000002#000",
+        "t#000003#000",
+    ]
+    # And the conversation goes on with a prompt, the service now holding the history.
+    chat(store_app, {"conversationId": conversation_id, "prompt": "[standin tokens=2 id=mirror-p] on"})
+    assert sent_to_bedrock(standin, "mirror-p")[:4] == [(m["role"], m["content"]) for m in edited] + [
+        ("assistant", branch)
+    ]
+
+
+def stored_items(dynamodb, conversation_id: str) -> dict[str, dict]:
+    """The conversation's items in the table, by sort key, as DynamoDB holds them."""
+    answer = dynamodb.client().query(
+        TableName=dynamodb.table,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": f"c#{conversation_id}"}},
     )
-    assert response.status_code == 400
-    message = response.json()["error"]["message"]
-    assert "'conversationId'" in message and "'messages'" in message
+    return {item["sk"]["S"]: item for item in answer["Items"]}
 
 
 def test_a_deleted_conversation_is_gone(store_app):
@@ -145,3 +197,111 @@ def test_without_sign_in_there_is_no_list(store_app):
 def test_a_client_that_sends_its_own_messages_gets_no_conversation(store_app):
     start, _, _ = chat(store_app, {"messages": [{"role": "user", "content": "[standin tokens=2] hi"}]})
     assert "conversationId" not in start and "streamId" in start
+    start, _, _ = chat(store_app, {"prompt": "[standin tokens=2] hi", "store": False})
+    assert "conversationId" not in start and "streamId" in start
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ({"prompt": "hi", "store": "yes"}, "'store' must be true or false"),
+        ({"prompt": "hi", "store": None}, "'store' must be true or false"),
+        (
+            {"prompt": "hi", "conversationId": "x", "store": False},
+            "'store' cannot be false with 'conversationId'",
+        ),
+    ],
+)
+def test_store_is_checked(store_app, body, words):
+    response = httpx.post(f"{store_app.url}/chat", json=body, timeout=10)
+    assert response.status_code == 400 and words in response.json()["error"]["message"]
+
+
+def test_store_needs_the_store(client):
+    response = client.post("/chat", json={"messages": [user("hi")], "store": True})
+    assert response.status_code == 400
+    assert "'store' needs the stream store" in response.json()["error"]["message"]
+
+
+def test_files_are_kept_by_name_and_a_turn_of_files_alone_is_named_to_the_model(store_app, standin):
+    image = {"image": {"format": "png", "data": b64(png())}}
+    document = {"document": {"format": "pdf", "name": "report", "data": b64(pdf())}}
+    messages = [
+        {"role": "user", "content": [image]},
+        assistant("a grey square"),
+        {"role": "user", "content": [{"text": "[standin tokens=2] and this?"}, document]},
+    ]
+    start, _, _ = chat(store_app, {"messages": messages, "store": True})
+    conversation_id = start["conversationId"]
+    turns = httpx.get(f"{store_app.url}/conversations/{conversation_id}", timeout=10).json()["turns"]
+    assert turns[0] == {"role": "user", "content": "", "files": [{"type": "image", "format": "png"}]}
+    assert turns[2]["files"] == [{"type": "document", "format": "pdf", "name": "report"}]
+    assert turns[2]["content"] == "[standin tokens=2] and this?"
+    chat(store_app, {"conversationId": conversation_id, "prompt": "[standin tokens=2 id=files-on] go on"})
+    assert sent_to_bedrock(standin, "files-on")[:2] == [
+        ("user", "(files not kept: image)"),
+        ("assistant", "a grey square"),
+    ]
+
+
+def test_what_an_edit_leaves_behind_is_never_read_back(dynamodb, monkeypatch):
+    """Stale turns that did not fit in the edit's transaction, or parts of a turn now shorter, stay
+    hidden by the counts until TTL takes them."""
+    from bedrock_relay import conversations
+    from bedrock_relay.store import Store
+
+    monkeypatch.setattr(conversations, "PART_CHARACTERS", 4)
+    kept = conversations.Conversations(Store(dynamodb.client(), dynamodb.table, 60), 3600)
+    conversation_id = conversations.new_id()
+    meta = {"owner": "-", "title": "t", "modelId": "m"}
+    long = [user("a" * 10), assistant("b" * 8), user("c"), assistant("d")]
+    assert kept.record(conversation_id, 0, long, meta, None) == 3 + 2 + 1 + 1 + 1
+    assert kept.turns(conversation_id) == long
+    # Room for the new turns and the meta item only: no delete fits.
+    monkeypatch.setattr(conversations, "MAX_TRANSACTION_ITEMS", 3)
+    assert kept.take(conversation_id, "-", "stream-1")["turns"] == 4
+    kept.record(conversation_id, 0, [user("xy"), assistant("z")], meta, 4)
+    assert len(stored_items(dynamodb, conversation_id)) == 1 + 3 + 2 + 1 + 1  # all still there
+    assert kept.turns(conversation_id) == [user("xy"), assistant("z")]
+
+
+def test_a_conversation_in_use_is_renewed_whole_before_its_first_turns_expire(dynamodb):
+    """Each turn expires on its own TTL: once half the oldest turn's TTL is gone, the next answer
+    renews every item, after the client has the end."""
+    from bedrock_relay import conversations
+    from bedrock_relay.events import Summary, Text
+    from bedrock_relay.store import Store
+
+    now = [1_000_000.0]
+    kept = conversations.Conversations(Store(dynamodb.client(), dynamodb.table, 60), 1000, lambda: now[0])
+    conversation_id = conversations.new_id()
+    meta = {"owner": "-", "title": "t", "modelId": "m"}
+    kept.record(conversation_id, 0, [user("q"), assistant("a")], meta, None)
+
+    def answer() -> None:
+        keeper = conversations.Keeper(
+            kept, conversation_id, [user("again")], meta, kept.take(conversation_id, "-", "s")
+        )
+        keeper.first = len(kept.turns(conversation_id))
+        keeper.on_events([Text(1, "yes")])
+        keeper.on_end(Summary(stop_reason="end_turn"))
+        keeper.on_close(Summary())
+
+    def expiries() -> dict[str, int]:
+        items = stored_items(dynamodb, conversation_id)
+        return {sort: int(item["expiresAt"]["N"]) for sort, item in items.items()}
+
+    now[0] += 400  # less than half the TTL: only the new exchange and the meta item move
+    answer()
+    assert expiries() == {
+        "m": 1_001_400,
+        "t#000000#000": 1_001_000,
+        "t#000001#000": 1_001_000,
+        "t#000002#000": 1_001_400,
+        "t#000003#000": 1_001_400,
+    }
+    now[0] += 200  # the oldest turns are past half their TTL: everything is renewed
+    answer()
+    assert set(expiries().values()) == {1_001_600}
+    assert int(stored_items(dynamodb, conversation_id)["m"]["keptUntil"]["N"]) == 1_001_600
+    assert len(kept.turns(conversation_id)) == 6

@@ -8,7 +8,6 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import httpx
 import openai
 import pytest
@@ -250,7 +249,7 @@ def test_yesterdays_tokens_do_not_count_today(pair, keys, dynamodb):
     mine = keys[1]["past"]
     assert ask(first, mine).status_code == 200  # makes the caller's item
     key = {"pk": {"S": f"u#api_key:{hash_name(keys, 'past')}"}, "sk": {"S": "usage"}}
-    table = dynamodb_client(dynamodb)
+    table = dynamodb.client()
 
     def count_on(days_ago: int, tokens: int) -> str:
         day = (datetime.now(UTC) - timedelta(days=days_ago)).strftime("%Y-%m-%d")
@@ -274,16 +273,6 @@ def test_yesterdays_tokens_do_not_count_today(pair, keys, dynamodb):
 
 def hash_name(keys, caller: str) -> str:
     return next(name for name in keys[0].split(",") if name.startswith(f"{caller}-")).split(":")[0]
-
-
-def dynamodb_client(dynamodb):
-    return boto3.client(
-        "dynamodb",
-        endpoint_url=dynamodb.url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 def test_a_store_that_is_down_costs_the_limits_never_the_stream(standin, dynamodb, keys):

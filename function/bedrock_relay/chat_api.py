@@ -96,6 +96,8 @@ def chat() -> Response:
     store = current_app.extensions.get("store")
     if chat_request.conversation_id and store is None:
         raise InvalidRequest("'conversationId' needs the stream store, which is off here (STREAMS_TABLE)")
+    if chat_request.store and store is None:
+        raise InvalidRequest("'store' needs the stream store, which is off here (STREAMS_TABLE)")
     # With the store on, the stream is kept under the request's id, to be resumed or cancelled.
     stream_id = g.request_id if store is not None else None
     keeper = _conversation(store, chat_request, stream_id) if store is not None else None
@@ -255,27 +257,36 @@ def record(store: Store, pump: Pump, model_id: str, deadline: float) -> Recorder
 
 
 def _conversation(store: Store, chat_request: ChatRequest, stream_id: str) -> Keeper | None:
-    """Hold the request's conversation and put its earlier turns first; or start a new one.
+    """Hold the request's conversation, or start a new one, to keep the exchange in.
 
-    Only a `prompt` makes a conversation: with `messages` the client keeps its own history.
+    With a `prompt` the service holds the history: the stored turns go first. With `messages` the
+    client holds it, and the conversation keeps a copy: turns it had from the first message that
+    differs on (an edit, a retry) are replaced.
     """
-    if chat_request.prompt is None:
+    keep = chat_request.store if chat_request.store is not None else chat_request.prompt is not None
+    if not keep:
         return None
-    from .conversations import Busy, Conversations, Keeper, new_id
+    from .conversations import Busy, Keeper, as_message, asked, new_id
+    from .conversations_api import conversations_of
     from .store import StoreError
 
-    conversations, who, conversation_id = (
-        Conversations(store),
-        owner(),
-        chat_request.conversation_id,
-    )
+    conversations, who, conversation_id = conversations_of(store), owner(), chat_request.conversation_id
+    messages = chat_request.converse_args["messages"]
+    meta = {"modelId": chat_request.model_id}
     if conversation_id is None:
         # Created with its first exchange: the client may send the id back to go on.
-        return Keeper(conversations, new_id(), 0, chat_request.prompt, who)
+        title = asked(messages[:1])[0]["content"] or "Untitled"
+        return Keeper(conversations, new_id(), asked(messages), {**meta, "owner": who, "title": title}, None)
     try:
-        if not conversations.take(conversation_id, who, stream_id):
+        held = conversations.take(conversation_id, who, stream_id)
+        if held is None:
             raise Refusal(404, "not_found", "no such conversation: it is unknown, expired, or not yours")
-        keeper = Keeper(conversations, conversation_id, 0, chat_request.prompt, None)
+        keeper = Keeper(conversations, conversation_id, asked(messages), meta, held)
+        if chat_request.prompt is None:
+            # Compared by count, not by content: the client's copy is the truth, and sent whole.
+            keeper.first = min(len(messages) - 1, held["turns"])
+            keeper.turns = keeper.turns[keeper.first :]
+            return keeper
         try:
             turns = conversations.turns(conversation_id)
         except BaseException:
@@ -287,8 +298,7 @@ def _conversation(store: Store, chat_request: ChatRequest, stream_id: str) -> Ke
     except StoreError:
         raise store_unavailable() from None
     keeper.first = len(turns)
-    history = [{"role": turn["role"], "content": [{"text": turn["content"]}]} for turn in turns]
-    chat_request.converse_args["messages"][:0] = history
+    messages[:0] = [as_message(turn) for turn in turns]
     return keeper
 
 

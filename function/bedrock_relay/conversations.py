@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 import uuid
@@ -22,6 +23,8 @@ PART_CHARACTERS = 80_000
 LOCK_SECONDS = 960
 FINISHED = ("end_turn", "stop_sequence")
 TITLE_CHARACTERS = 80
+# DynamoDB's most actions in one transaction.
+MAX_TRANSACTION_ITEMS = 100
 
 
 class Busy(Exception):
@@ -40,18 +43,23 @@ def _key(conversation_id: str, sort: str) -> dict:
 class Conversations:
     """Reads and writes conversations through the stream store's table and client."""
 
-    def __init__(self, store: Store, clock: Callable[[], float] = time.time):
+    def __init__(self, store: Store, ttl_seconds: float, clock: Callable[[], float] = time.time):
         self.store = store
+        self.ttl_seconds = ttl_seconds  # a conversation's own, longer than a stream's
         self.clock = clock
 
-    def take(self, conversation_id: str, owner: str, stream_id: str) -> bool:
-        """Hold the caller's conversation for one answer; False if it is unknown, expired or not theirs.
+    def _expiry(self) -> dict:
+        return {"N": str(int(self.clock() + self.ttl_seconds))}
+
+    def take(self, conversation_id: str, owner: str, stream_id: str) -> dict | None:
+        """Hold the caller's conversation for one answer; return its `turns` (how many) and `keptUntil`
+        (when its oldest turn expires), or None if it is unknown, expired or not theirs.
 
         One conditional write checks the owner and that no other answer holds it; raises Busy if one does.
         """
         now = int(self.clock())
         try:
-            self.store.call(
+            answer = self.store.call(
                 "update_item",
                 Key=_key(conversation_id, META),
                 UpdateExpression="SET busyStream = :stream, busyUntil = :until",
@@ -65,36 +73,55 @@ class Conversations:
                     ":until": {"N": str(now + LOCK_SECONDS)},
                     ":now": {"N": str(now)},
                 },
+                ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
             old = exc.response.get("Item")
             if old and old["owner"]["S"] == owner and int(old["expiresAt"]["N"]) > now:
                 raise Busy from None
-            return False
-        return True
+            return None
+        held = answer["Attributes"]
+        # Made before turns were renewed: as good as expiring now, so renewed at its next answer.
+        return {"turns": int(held["turns"]["N"]), "keptUntil": int(held.get("keptUntil", {"N": "0"})["N"])}
 
     def meta(self, conversation_id: str, owner: str) -> dict | None:
         """Return the conversation's meta item; None if unknown, expired, or someone else's."""
         item = self.store.call("get_item", Key=_key(conversation_id, META), ConsistentRead=True).get("Item")
         if not item or int(item["expiresAt"]["N"]) <= self.clock() or item["owner"]["S"] != owner:
             return None
-        return {"turns": int(item["turns"]["N"]), "updatedAt": int(item["updatedAt"]["N"])}
+        return _listed(item)
 
     def turns(self, conversation_id: str) -> list[dict]:
-        """Return the conversation's turns in order: {role, content, stopReason?, cut?}."""
-        turns: dict[str, dict] = {}
+        """Return the conversation's turns in order: {role, content, files?, stopReason?, cut?}.
+
+        Only what its meta item counts: an edit that shortened the conversation may leave turns, or
+        parts of a turn, that it no longer counts (they expire with their TTL).
+        """
+        turns: dict[int, dict] = {}
+        counted, parts = 0, {}
         query: dict = {
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :turn)",
-            "ExpressionAttributeValues": {":pk": {"S": f"c#{conversation_id}"}, ":turn": {"S": "t#"}},
+            # The meta item ("m") sorts before the turns ("t#..."): one query reads both.
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": f"c#{conversation_id}"}},
             "ConsistentRead": True,
         }
         while True:
             answer = self.store.call("query", **query)
             for item in answer.get("Items", []):
-                number = item["sk"]["S"].split("#")[1]
+                if item["sk"]["S"] == META:
+                    counted = int(item["turns"]["N"])
+                    continue
+                _, number, part = item["sk"]["S"].split("#")
+                number, part = int(number), int(part)
+                if number >= counted or part >= parts.get(number, part + 1):
+                    continue
                 turn = turns.setdefault(number, {"role": item["role"]["S"], "content": ""})
                 turn["content"] += item["text"]["S"]
+                if "parts" in item:
+                    parts[number] = int(item["parts"]["N"])
+                if "files" in item:
+                    turn["files"] = json.loads(item["files"]["S"])
                 if "stopReason" in item:
                     turn["stopReason"] = item["stopReason"]["S"]
                 if "cut" in item:
@@ -104,56 +131,114 @@ class Conversations:
             query["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
     def record(
-        self, conversation_id: str, first: int, turns: list[dict], owner: str | None, title: str
+        self, conversation_id: str, first: int, turns: list[dict], meta: dict, stored: int | None
     ) -> int:
         """Store turns numbered from `first` and free the conversation, all or nothing; count the items.
 
-        For a new conversation (`owner` given) its meta item is written with them, so a conversation
-        is never seen without its turns, nor half an exchange kept.
+        `meta` holds the model, and for a new conversation (`stored` None) its owner and title: its
+        meta item is written with the turns, so a conversation is never seen without them, nor half
+        an exchange kept. Turns it held from `first` on (an edit, a retry) are replaced.
         """
-        now = int(self.clock())
-        expires = {"N": str(int(now + self.store.ttl_seconds))}
+        expires = self._expiry()
         actions: list[dict] = []
         for offset, turn in enumerate(turns):
             text = turn["content"]
-            for part, start in enumerate(range(0, max(1, len(text)), PART_CHARACTERS)):
+            starts = range(0, max(1, len(text)), PART_CHARACTERS)
+            for part, start in enumerate(starts):
                 item = {
                     **_key(conversation_id, f"t#{first + offset:06d}#{part:03d}"),
                     "role": {"S": turn["role"]},
                     "text": {"S": text[start : start + PART_CHARACTERS]},
                     "expiresAt": expires,
                 }
-                if part == 0 and "stopReason" in turn:
-                    item["stopReason"] = {"S": turn["stopReason"] or "none"}
-                if part == 0 and turn.get("cut"):
-                    item["cut"] = {"BOOL": True}
+                if part == 0:
+                    item["parts"] = {"N": str(len(starts))}
+                    if turn.get("files"):
+                        item["files"] = {"S": json.dumps(turn["files"], ensure_ascii=False)}
+                    if "stopReason" in turn:
+                        item["stopReason"] = {"S": turn["stopReason"] or "none"}
+                    if turn.get("cut"):
+                        item["cut"] = {"BOOL": True}
                 actions.append({"Put": {"Item": item}})
         count = str(first + len(turns))
-        if owner is not None:
-            meta = {
+        if stored is None:
+            item = {
                 **_key(conversation_id, META),
-                "owner": {"S": owner},
+                "owner": {"S": meta["owner"]},
                 "turns": {"N": count},
-                "updatedAt": {"N": str(now)},
-                "title": {"S": title[:TITLE_CHARACTERS]},
+                "updatedAt": {"N": str(int(self.clock()))},
+                "title": {"S": meta["title"][:TITLE_CHARACTERS]},
+                "modelId": {"S": meta["modelId"]},
                 "expiresAt": expires,
+                "keptUntil": expires,
             }
-            if owner != "-":
-                meta["convOwner"] = {"S": owner}  # listed by owner only when there is one
-            actions.append({"Put": {"Item": meta}})
+            if meta["owner"] != "-":
+                item["convOwner"] = {"S": meta["owner"]}  # listed by owner only when there is one
+            actions.append({"Put": {"Item": item}})
         else:
-            actions.append({"Update": self._release(conversation_id, count)})
+            actions.append({"Update": self._release(conversation_id, count, meta["modelId"])})
+            if first < stored:
+                actions += self._stale(conversation_id, first, actions)
         self.store.transact(actions)
         return len(actions)
 
-    def _release(self, conversation_id: str, turns: str | None) -> dict:
+    def _stale(self, conversation_id: str, first: int, actions: list[dict]) -> list[dict]:
+        """Deletes of the turns from `first` on that `actions` do not overwrite, as many as one
+        transaction has room for; the meta item's count hides any left over until they expire."""
+        written = {action["Put"]["Item"]["sk"]["S"] for action in actions if "Put" in action}
+        answer = self.store.call(
+            "query",
+            KeyConditionExpression="pk = :pk AND sk >= :first",
+            ExpressionAttributeValues={
+                ":pk": {"S": f"c#{conversation_id}"},
+                ":first": {"S": f"t#{first:06d}"},
+            },
+            ProjectionExpression="pk, sk",
+            ConsistentRead=True,
+        )
+        stale = [item for item in answer.get("Items", []) if item["sk"]["S"] not in written]
+        room = MAX_TRANSACTION_ITEMS - len(actions)
+        return [{"Delete": {"Key": {"pk": item["pk"], "sk": item["sk"]}}} for item in stale[:room]]
+
+    def renew(self, conversation_id: str) -> None:
+        """Keep every item of a conversation in use for another TTL: its turns each expire on their
+        own, written over weeks, while the conversation lives as long as it is used."""
+        expires = self._expiry()
+        items = self._items(conversation_id)
+        # The meta item ("m", read first) last: it says all its turns are renewed once they are.
+        for item in [*items[1:], *items[:1]]:
+            meta = item["sk"]["S"] == META
+            with contextlib.suppress(ClientError):  # deleted meanwhile: never recreate one
+                self.store.call(
+                    "update_item",
+                    Key={"pk": item["pk"], "sk": item["sk"]},
+                    UpdateExpression="SET expiresAt = :expires" + (", keptUntil = :expires" if meta else ""),
+                    ConditionExpression="attribute_exists(pk)",
+                    ExpressionAttributeValues={":expires": expires},
+                )
+
+    def _items(self, conversation_id: str) -> list[dict]:
+        """Return the keys of every item of the conversation, its meta item first."""
+        items: list[dict] = []
+        query: dict = {
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": f"c#{conversation_id}"}},
+            "ProjectionExpression": "pk, sk",
+        }
+        while True:
+            answer = self.store.call("query", **query)
+            items += answer.get("Items", [])
+            if "LastEvaluatedKey" not in answer:
+                return items
+            query["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+    def _release(self, conversation_id: str, turns: str | None = None, model_id: str | None = None) -> dict:
         """The update that lets the next answer in (and keeps the conversation another TTL)."""
-        now = int(self.clock())
         update = "REMOVE busyUntil, busyStream SET updatedAt = :now, expiresAt = :expires"
-        values = {":now": {"N": str(now)}, ":expires": {"N": str(int(now + self.store.ttl_seconds))}}
+        values = {":now": {"N": str(int(self.clock()))}, ":expires": self._expiry()}
         if turns is not None:
-            update += ", turns = :turns"
-            values[":turns"] = {"N": turns}
+            update += ", turns = :turns, modelId = :model"
+            values |= {":turns": {"N": turns}, ":model": {"S": model_id}}
         return {
             "Key": _key(conversation_id, META),
             "UpdateExpression": update,
@@ -165,23 +250,12 @@ class Conversations:
     def release(self, conversation_id: str) -> None:
         """Let the next answer in, with no turns added."""
         with contextlib.suppress(ClientError):
-            self.store.call("update_item", **self._release(conversation_id, None))
+            self.store.call("update_item", **self._release(conversation_id))
 
     def delete(self, conversation_id: str) -> None:
         """Delete the conversation: its meta item first, so it is gone at once, then its turns."""
-        self.store.call("delete_item", Key=_key(conversation_id, META))
-        query: dict = {
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": f"c#{conversation_id}"}},
-            "ProjectionExpression": "pk, sk",
-        }
-        while True:
-            answer = self.store.call("query", **query)
-            for item in answer.get("Items", []):
-                self.store.call("delete_item", Key={"pk": item["pk"], "sk": item["sk"]})
-            if "LastEvaluatedKey" not in answer:
-                return
-            query["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        for item in self._items(conversation_id):
+            self.store.call("delete_item", Key={"pk": item["pk"], "sk": item["sk"]})
 
     def of(self, owner: str, limit: int = 50) -> list[dict]:
         """Return the owner's conversations, the most recently used first."""
@@ -194,32 +268,70 @@ class Conversations:
             Limit=limit,
         )
         now = self.clock()
-        return [
-            {
-                "conversationId": item["pk"]["S"].removeprefix("c#"),
-                "title": item.get("title", {}).get("S", ""),
-                "turns": int(item["turns"]["N"]),
-                "updatedAt": int(item["updatedAt"]["N"]),
-            }
-            for item in answer.get("Items", [])
-            if int(item["expiresAt"]["N"]) > now
-        ]
+        return [_listed(item) for item in answer.get("Items", []) if int(item["expiresAt"]["N"]) > now]
+
+
+def _listed(item: dict) -> dict:
+    """A conversation's meta item as a client sees it."""
+    listed = {
+        "conversationId": item["pk"]["S"].removeprefix("c#"),
+        "title": item.get("title", {}).get("S", ""),
+        "turns": int(item["turns"]["N"]),
+        "updatedAt": int(item["updatedAt"]["N"]),
+    }
+    if "modelId" in item:
+        listed["modelId"] = item["modelId"]["S"]
+    return listed
+
+
+def asked(messages: list[dict]) -> list[dict]:
+    """Return Converse messages as turns to keep: their text, and the files they held by name
+    (a file itself is too big for the store, and was the client's to send again)."""
+    turns = []
+    for message in messages:
+        blocks = message["content"]
+        turn = {"role": message["role"], "content": "\n\n".join(b["text"] for b in blocks if "text" in b)}
+        files = [_file(block) for block in blocks if "image" in block or "document" in block]
+        if files:
+            turn["files"] = files
+        turns.append(turn)
+    return turns
+
+
+def as_message(turn: dict) -> dict:
+    """Return a kept turn as a Converse message: its text, or if it had none, the files it held."""
+    named = ", ".join(file.get("name", file["type"]) for file in turn.get("files", []))
+    text = turn["content"] or f"(files not kept: {named})"
+    return {"role": turn["role"], "content": [{"text": text}]}
+
+
+def _file(block: dict) -> dict:
+    kind = "image" if "image" in block else "document"
+    named = {"name": block[kind]["name"]} if "name" in block[kind] else {}
+    return {"type": kind, "format": block[kind]["format"], **named}
 
 
 class Keeper(Listener):
     """Stores an exchange in its conversation once the answer ends, before the client is sent the end."""
 
     def __init__(
-        self, conversations: Conversations, conversation_id: str, first: int, prompt: str, owner: str | None
+        self,
+        conversations: Conversations,
+        conversation_id: str,
+        turns: list[dict],
+        meta: dict,
+        held: dict | None,
     ):
         self.conversations = conversations
         self.conversation_id = conversation_id
-        self.first = first
-        self.prompt = prompt
-        self.owner = owner  # set for a new conversation, created with its first exchange
+        self.turns = turns  # the user's turns to keep ahead of the answer, numbered from `first`
+        self.first = 0
+        self.meta = meta  # the model; and for a new conversation, its owner and title
+        self.held = held  # what take() returned; None for a new conversation, made with this exchange
         self._events: list[Event] = []
         self._done = False
         self._unfreed = False  # the hold could not be freed at the end: try again at close
+        self._renew = False
 
     def on_events(self, events: list[Event]) -> None:
         self._events.extend(events)
@@ -235,18 +347,24 @@ class Keeper(Listener):
             reply: dict = {"role": "assistant", "content": answer, "stopReason": summary.stop_reason}
             if summary.stop_reason not in FINISHED:
                 reply["cut"] = True
-            exchange = [{"role": "user", "content": self.prompt}, reply]
-            conversations, prompt = self.conversations, self.prompt
-            writes = conversations.record(self.conversation_id, self.first, exchange, self.owner, prompt)
+            stored = None if self.held is None else self.held["turns"]
+            turns = [*self.turns, reply]
+            writes = self.conversations.record(self.conversation_id, self.first, turns, self.meta, stored)
             summary.store_requests = (summary.store_requests or 0) + writes
+            # Half its TTL gone: renewed after the client has its end, not before.
+            renew_at = self.held and self.held["keptUntil"] - self.conversations.ttl_seconds / 2
+            self._renew = bool(renew_at) and renew_at <= self.conversations.clock()
         except StoreError:
             # Not kept; the hold is freed when the response closes, or lapses by itself.
-            self._unfreed = self.owner is None
+            self._unfreed = self.held is not None
             logger.warning("conversation %s: the exchange was not stored", self.conversation_id)
 
     def on_close(self, summary: Summary) -> None:  # noqa: ARG002 - the listener interface
         if not self._done or self._unfreed:
             self.abandon()
+        if self._renew:
+            with contextlib.suppress(StoreError):
+                self.conversations.renew(self.conversation_id)
 
     def abandon(self) -> None:
         """The answer will not be kept (it never started or ended, or failed to store): free the hold."""
@@ -255,6 +373,6 @@ class Keeper(Listener):
         self._free()
 
     def _free(self) -> None:
-        if self.owner is None:
+        if self.held is not None:
             with contextlib.suppress(StoreError):
                 self.conversations.release(self.conversation_id)

@@ -7,19 +7,25 @@ from flask import Blueprint, Response, current_app, jsonify
 from .conversations import Conversations
 from .errors import Refusal, log_answered, store_unavailable
 from .invocation import owner
-from .store import StoreError
+from .store import Store, StoreError
 from .validation import CONVERSATION_ID
 
 bp = Blueprint("conversations", __name__)
 NO_SUCH_CONVERSATION = "no such conversation: it is unknown, expired, or not yours"
 
 
+def conversations_of(store: Store) -> Conversations:
+    """The conversations in the app's store, kept for CONVERSATION_TTL_DAYS after their last use."""
+    return Conversations(store, current_app.extensions["settings"].conversation_ttl_days * 86400)
+
+
 def _conversations() -> Conversations:
-    return Conversations(current_app.extensions["store"])
+    return conversations_of(current_app.extensions["store"])
 
 
-def _mine(conversation_id: str) -> Conversations:
-    """Return the store's conversations, having checked this one is the caller's (else 404, never 403)."""
+def _mine(conversation_id: str) -> tuple[Conversations, dict]:
+    """Return the store's conversations and this one's meta, having checked it is the caller's (else
+    404, never 403)."""
     conversations = _conversations()
     try:
         known = CONVERSATION_ID.fullmatch(conversation_id) and conversations.meta(conversation_id, owner())
@@ -27,7 +33,7 @@ def _mine(conversation_id: str) -> Conversations:
         raise store_unavailable() from None
     if not known:
         raise Refusal(404, "not_found", NO_SUCH_CONVERSATION)
-    return conversations
+    return conversations, known
 
 
 @bp.get("/conversations")
@@ -48,19 +54,19 @@ def list_conversations() -> Response:
 @bp.get("/conversations/<conversation_id>")
 def get_conversation(conversation_id: str) -> Response:
     """The conversation's turns, in order: {role, content, stopReason?, cut?}."""
-    conversations = _mine(conversation_id)
+    conversations, meta = _mine(conversation_id)
     try:
         turns = conversations.turns(conversation_id)
     except StoreError:
         raise store_unavailable() from None
     log_answered(200, "read", conversationId=conversation_id)
-    return jsonify(conversationId=conversation_id, turns=turns)
+    return jsonify({**meta, "turns": turns})
 
 
 @bp.delete("/conversations/<conversation_id>")
 def delete_conversation(conversation_id: str) -> tuple[str, int]:
     """Delete the conversation and its turns."""
-    conversations = _mine(conversation_id)
+    conversations, _ = _mine(conversation_id)
     try:
         conversations.delete(conversation_id)
     except StoreError:

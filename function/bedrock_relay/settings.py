@@ -195,6 +195,8 @@ class Settings:
     streams_table: str = setting("STREAMS_TABLE", "", _text)
     persist_interval_ms: int = setting("PERSIST_INTERVAL_MS", 250, _positive(int))
     stream_ttl_hours: float = setting("STREAM_TTL_HOURS", 24.0, _positive(float))
+    # A conversation is kept this long after its last answer, for the history the page lists.
+    conversation_ttl_days: float = setting("CONVERSATION_TTL_DAYS", 30.0, _positive(float))
     # Complete answers to temperature-0 requests, replayed from the store for this long; 0 is off.
     answer_cache_seconds: int = setting("ANSWER_CACHE_SECONDS", 0, _whole(" of seconds", "off"))
     # Per signed-in caller, counted in the store across every environment; 0 is no limit.

@@ -17,6 +17,7 @@ FIELDS = {
     "prompt",
     "messages",
     "conversationId",
+    "store",
     "system",
     "modelId",
     "maxTokens",
@@ -57,6 +58,9 @@ class ChatRequest:
     converse_args: dict
     conversation_id: str | None = None
     prompt: str | None = None  # the new user turn, for a conversation to keep
+    # Keep the exchange in a conversation: as asked (`store`, or a conversation to go on with), and
+    # when not asked, for a `prompt` whenever the store is on, for `messages` never.
+    store: bool | None = None
     answer_cache: bool = True  # False: `cache.answer` asks for a fresh answer, whatever is cached
 
 
@@ -186,13 +190,14 @@ def validate(body: dict, settings: Settings) -> ChatRequest:
         raise InvalidRequest(f"unknown field {excerpt(unknown[0])}; allowed: {', '.join(sorted(FIELDS))}")
     conversation_id = None
     if "conversationId" in body:
-        if "messages" in body:
-            raise InvalidRequest(
-                "send 'conversationId' with 'prompt', not 'messages': the service holds the earlier turns"
-            )
         conversation_id = _string(body, "conversationId")
         if not CONVERSATION_ID.fullmatch(conversation_id):
             raise InvalidRequest(f"'conversationId' {excerpt(conversation_id)} is not a conversation id")
+    if "store" in body and not isinstance(body["store"], bool):
+        raise InvalidRequest("'store' must be true or false")
+    store = body.get("store", True if conversation_id else None)
+    if conversation_id is not None and not store:
+        raise InvalidRequest("'store' cannot be false with 'conversationId': the exchange is kept in it")
     messages = _messages(body)
     model_id = settings.model_id
     if "modelId" in body:
@@ -223,7 +228,7 @@ def validate(body: dict, settings: Settings) -> ChatRequest:
     answer_cache = True
     if "cache" in body:
         answer_cache = _cache_points(body, args)
-    return ChatRequest(model_id, args, conversation_id, body.get("prompt"), answer_cache)
+    return ChatRequest(model_id, args, conversation_id, body.get("prompt"), store, answer_cache)
 
 
 def _reasoning(body: dict, args: dict, inference: dict, settings: Settings) -> None:
