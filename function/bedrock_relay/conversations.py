@@ -51,6 +51,10 @@ class Conversations:
     def _expiry(self) -> dict:
         return {"N": str(int(self.clock() + self.ttl_seconds))}
 
+    def _now(self) -> dict:
+        # To the millisecond: the list is sorted by it, and two answers often end in one second.
+        return {"N": f"{self.clock():.3f}"}
+
     def take(self, conversation_id: str, owner: str, stream_id: str) -> dict | None:
         """Hold the caller's conversation for one answer; return its `turns` (how many) and `keptUntil`
         (when its oldest turn expires), or None if it is unknown, expired or not theirs.
@@ -166,7 +170,7 @@ class Conversations:
                 **_key(conversation_id, META),
                 "owner": {"S": meta["owner"]},
                 "turns": {"N": count},
-                "updatedAt": {"N": str(int(self.clock()))},
+                "updatedAt": self._now(),
                 "title": {"S": meta["title"][:TITLE_CHARACTERS]},
                 "modelId": {"S": meta["modelId"]},
                 "expiresAt": expires,
@@ -235,7 +239,7 @@ class Conversations:
     def _release(self, conversation_id: str, turns: str | None = None, model_id: str | None = None) -> dict:
         """The update that lets the next answer in (and keeps the conversation another TTL)."""
         update = "REMOVE busyUntil, busyStream SET updatedAt = :now, expiresAt = :expires"
-        values = {":now": {"N": str(int(self.clock()))}, ":expires": self._expiry()}
+        values = {":now": self._now(), ":expires": self._expiry()}
         if turns is not None:
             update += ", turns = :turns, modelId = :model"
             values |= {":turns": {"N": turns}, ":model": {"S": model_id}}
@@ -277,7 +281,7 @@ def _listed(item: dict) -> dict:
         "conversationId": item["pk"]["S"].removeprefix("c#"),
         "title": item.get("title", {}).get("S", ""),
         "turns": int(item["turns"]["N"]),
-        "updatedAt": int(item["updatedAt"]["N"]),
+        "updatedAt": int(float(item["updatedAt"]["N"])),
     }
     if "modelId" in item:
         listed["modelId"] = item["modelId"]["S"]

@@ -35,6 +35,8 @@ def config(settings: Settings) -> Response:
     jwt_on = "jwt" in settings.auth_modes
     return jsonify(
         models={"allowed": list(settings.allowed_model_ids), "default": settings.model_id},
+        # Conversations kept by the service, listed per caller: it needs the store and sign-in.
+        history=bool(settings.streams_table and settings.auth_modes),
         auth={
             "modes": list(settings.auth_modes),
             "issuer": settings.jwt_issuer if jwt_on else None,

@@ -101,6 +101,18 @@ export function preview(file, onRemove) {
   return item;
 }
 
+/** Show a file the service kept by name only (a conversation opened from history). */
+export function notKept({ type, format, name }) {
+  const item = document.createElement("li");
+  item.className = "attachment";
+  const label = document.createElement("span");
+  label.className = "document-chip not-kept";
+  label.textContent = `${name ?? `${type} (${format})`}: not kept`;
+  label.title = "The service keeps a conversation's files by name only: attach it again to ask about it.";
+  item.append(label);
+  return item;
+}
+
 /** The files waiting to go with the next message, and their previews in the composer. */
 export class Tray {
   constructor(list, onMessage, earlier) {

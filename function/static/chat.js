@@ -9,7 +9,10 @@ import {
   signedInAs,
   useApiKey,
 } from "./sign-in.js";
-import { ACCEPT, Tray, contentOf, fileOf, held, preview } from "./attachments.js";
+import { ACCEPT, Tray, contentOf, fileOf, held, notKept, preview } from "./attachments.js";
+import { History } from "./history.js";
+import { forget, keep, saved } from "./saved.js";
+import { endStats, liveStats, showStats } from "./stats.js";
 import { ChatError, cancelChat, streamChat } from "./stream-chat.js";
 
 const chatUrl = new URL(document.body.dataset.chatUrl, document.baseURI);
@@ -28,8 +31,10 @@ const liveAnswer = document.getElementById("live-answer");
 // Loaded now, without holding up the page: answers render as plain text until it is here.
 const markdown = import("./markdown.js").catch(() => null);
 
-// The whole conversation lives here, client-side: the service keeps no state between requests.
+// The whole conversation lives here, client-side: each request sends it all. With history on, the
+// service keeps a copy under `conversationId`, following this one through edits and retries.
 let messages = [];
+let conversationId = null;
 let controller = null;
 // The answer being generated, when the service keeps streams: Stop must reach it, wherever it runs.
 let streamId = null;
@@ -41,37 +46,71 @@ const ready = setUpSignIn(new URL("config", chatUrl)).then((found) => {
   session = found;
   showAccount();
   showModels(session.config?.models);
+  showHistory();
   if (session.error) setStatus(session.error);
 });
 
-// The conversation survives a reload of the tab (sessionStorage: this tab only, gone when it
-// closes), with the model it was held with.
-const SAVED = "bedrock-relay-chat";
+// The signed-in caller's conversations, when the service keeps them (the store and sign-in are on).
+async function authHeaders() {
+  const token = session ? await getToken(session) : null;
+  return { ...signInHeaders(), ...(token ? { Authorization: `Bearer ${token}` } : {}) };
+}
+const sidebar = new History(document.getElementById("history"), chatUrl, authHeaders, {
+  onOpen: openConversation,
+  onDelete: (id) => id === conversationId && newChat(),
+});
+const historyOn = () => Boolean(session?.config?.history && signedInAs(session));
+function showHistory() {
+  document.body.classList.toggle("with-history", historyOn());
+  document.getElementById("history-toggle").hidden = !historyOn();
+  if (historyOn()) sidebar.refresh();
+  else sidebar.clear();
+}
+// On a narrow screen the list is a panel, opened from the header and closed once used.
+const historyToggle = document.getElementById("history-toggle");
+function showPanel(open) {
+  document.getElementById("history").classList.toggle("open", open);
+  historyToggle.setAttribute("aria-expanded", String(open));
+}
+historyToggle.addEventListener("click", () => showPanel(historyToggle.getAttribute("aria-expanded") !== "true"));
+addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && historyToggle.getAttribute("aria-expanded") === "true") {
+    showPanel(false);
+    historyToggle.focus();
+  }
+});
+
+/** Open a kept conversation in place of this one, with the model its last answer used. */
+async function openConversation(id) {
+  if (controller) return;
+  showPanel(false);
+  let kept;
+  try {
+    kept = await sidebar.open(id);
+  } catch (error) {
+    setStatus(`The conversation could not be opened: ${error.message}`);
+    return;
+  }
+  await restored;
+  newChat();
+  // A file was kept by name: the model is told so, as the service tells it for a `prompt`.
+  const named = (files) => files.map((file) => file.name ?? file.type).join(", ");
+  const turns = kept.turns.slice(0, kept.turns.length - (kept.turns.length % 2));
+  messages = turns.map((t) => ({ role: t.role, content: t.content || `(files not kept: ${named(t.files ?? [])})` }));
+  conversationId = id;
+  sidebar.mark(id);
+  if ([...modelPicker.options].some((option) => option.value === kept.modelId)) modelPicker.value = kept.modelId;
+  await showConversation(turns.map((turn) => turn.files ?? []));
+  save();
+  setStatus(`Opened “${kept.title || "Untitled"}”.`);
+  prompt.focus();
+}
+
+/** Keep the conversation for a reload of the tab, with the model it was held with and its id. */
 function save() {
   // Whole exchanges only: a question still being answered is not part of the conversation yet.
   const whole = messages.slice(0, messages.length - (messages.length % 2));
-  const state = { messages: whole, model: modelPicker.value || null };
-  // Over the tab's quota (files are large), the text is kept and the files are not; storage the
-  // browser refuses outright (site data blocked) keeps nothing, and the page works on.
-  const texts = () => whole.map((m) => ({ ...m, content: textOf(m.content) }));
-  for (const attempt of [() => state, () => ({ ...state, messages: texts() }), null]) {
-    try {
-      if (!attempt) return forget();
-      return sessionStorage.setItem(SAVED, JSON.stringify(attempt()));
-    } catch {}
-  }
-}
-function forget() {
-  try {
-    sessionStorage.removeItem(SAVED);
-  } catch {}
-}
-function saved() {
-  try {
-    return JSON.parse(sessionStorage.getItem(SAVED)) ?? {};
-  } catch {
-    return {};
-  }
+  keep({ messages: whole, model: modelPicker.value || null, conversationId }, textOf);
 }
 
 /** Offer the models the service allows, when it allows more than one; the saved one first. */
@@ -89,14 +128,26 @@ const filesOf = (content) => (typeof content === "string" ? [] : content.filter(
 
 /** Show the saved conversation again, each answer rendered as it was at its end. */
 async function restore() {
-  const kept = saved().messages;
+  const { messages: kept, conversationId: id } = saved();
   const alternating = (m, i) => m?.role === (i % 2 ? "assistant" : "user") && m.content != null;
   if (!Array.isArray(kept) || !kept.length || kept.length % 2 || !kept.every(alternating)) return;
   messages = kept;
+  conversationId = typeof id === "string" ? id : null;
+  sidebar.mark(conversationId);
+  await showConversation();
+}
+
+/** Render `messages`, each answer as it was at its end; `gone` lists each message's files kept by name. */
+async function showConversation(gone = []) {
   const rendered = await markdown;
   for (let index = 0; index < messages.length; index += 2) {
     const view = newTurn(textOf(messages[index].content), filesOf(messages[index].content));
     view.turn.dataset.index = String(index);
+    if (gone[index]?.length) {
+      const files = view.user.querySelector(".attachments");
+      files.append(...gone[index].map(notKept));
+      files.hidden = false;
+    }
     const answer = textOf(messages[index + 1]?.content ?? "");
     if (rendered) view.answer.innerHTML = rendered.toHtml(answer);
     else view.answer.textContent = answer;
@@ -127,12 +178,14 @@ document.getElementById("sign-out").addEventListener("click", () => {
   newChat();
   signOut(session);
   showAccount();
+  showHistory();
 });
 document.getElementById("api-key-form").addEventListener("submit", (event) => {
   event.preventDefault();
   useApiKey(document.getElementById("api-key").value);
   document.getElementById("api-key").value = "";
   showAccount();
+  showHistory();
   setStatus("");
 });
 
@@ -279,6 +332,8 @@ document.getElementById("new-chat").addEventListener("click", () => {
 function newChat() {
   stop();
   messages = [];
+  conversationId = null;
+  sidebar.mark(null);
   stopEditing();
   forget();
   tray.take();
@@ -316,6 +371,7 @@ function setBusy(busy) {
   // Retry and Edit wait for the answer being written; the model stays as the answer began.
   document.body.classList.toggle("busy", busy);
   modelPicker.disabled = busy;
+  sidebar.setBusy(busy);
 }
 
 /** Add a turn for a user message, with its files; its answer goes in its assistant part. */
@@ -371,6 +427,9 @@ async function send(text, files, content = null) {
     await ready;
     const body = { messages: history };
     if (modelPicker.value) body.modelId = modelPicker.value;
+    // The service keeps a copy: in this conversation, or in a new one whose id `start` brings.
+    if (historyOn() && conversationId) body.conversationId = conversationId;
+    else if (historyOn()) body.store = true;
     const last = await streamChat(chatUrl, body, {
       signal: controller.signal,
       headers: signInHeaders(),
@@ -393,6 +452,10 @@ async function send(text, files, content = null) {
         }
         if (event.type === "start") {
           streamId = event.streamId ?? null;
+          if (event.conversationId && messages === history) {
+            conversationId = event.conversationId;
+            sidebar.mark(conversationId);
+          }
         } else if (event.type === "token") {
           if (!live.chunks) {
             live.firstToken = performance.now();
@@ -451,7 +514,11 @@ async function send(text, files, content = null) {
       // Two sentences, each ended: the service's message may lack its full stop.
       const message = /[.!?]$/.test(error.message) ? error.message : `${error.message}.`;
       const wait = error.retryAfter ? ` Retry after ${error.retryAfter} s.` : "";
-      showError(view, `${error.code}${status}`, `${message}${wait}`);
+      // Deleted elsewhere, or expired: the next send keeps this history as a new conversation.
+      const gone = error.code === "not_found" && conversationId && messages === history;
+      if (gone) conversationId = null;
+      const again = gone ? " Send again to keep it as a new conversation." : "";
+      showError(view, `${error.code}${status}`, `${message}${wait}${again}`);
     } else if (error instanceof TypeError && live.events) {
       showError(view, "connection_lost", "the connection was lost partway through the answer", true);
     } else if (error instanceof TypeError) {
@@ -462,8 +529,10 @@ async function send(text, files, content = null) {
       showError(view, "client_error", String(error));
     }
   } finally {
-    // A refused refresh signs out: the header must say so.
+    // A refused refresh signs out: the header and the list must say so. The list also moves this
+    // conversation to the top, or shows it for the first time.
     showAccount();
+    showHistory();
     markdownView?.finish();
     window.__render = markdownView?.stats; // what rendering cost, read by the browser tests
     view.assistant.setAttribute("aria-busy", "false");
@@ -514,42 +583,4 @@ function showError(view, code, message, retryable) {
   view.message.textContent = text;
   setStatus(text);
   follow();
-}
-
-function liveStats(sent, live) {
-  // Chunks, not tokens: an event may carry several tokens; the true count comes with `end`.
-  const seconds = (performance.now() - live.firstToken) / 1000;
-  return {
-    "Time to first token": `${Math.round(live.firstToken - sent)} ms`,
-    "Chunks/s": seconds > 0 && live.chunks > 1 ? ((live.chunks - 1) / seconds).toFixed(1) : "…",
-    Chunks: String(live.chunks),
-  };
-}
-
-function endStats(event) {
-  const { ttftMs, durationMs } = event.metrics;
-  // usage is null when Bedrock never sent its metadata, e.g. when the deadline stopped the stream.
-  const { inputTokens, outputTokens } = event.usage ?? {};
-  const streaming = (durationMs - (ttftMs ?? durationMs)) / 1000;
-  return {
-    "Time to first token": ttftMs == null ? "–" : `${ttftMs} ms`,
-    // Under a tenth of a second is too short to give a meaningful rate.
-    "Tokens/s": streaming >= 0.1 && outputTokens > 1 ? ((outputTokens - 1) / streaming).toFixed(1) : "–",
-    "Stop reason": event.stopReason,
-    Usage: event.usage ? `${inputTokens ?? "?"} in, ${outputTokens ?? "?"} out` : "not reported",
-  };
-}
-
-function showStats(element, stats) {
-  element.replaceChildren(
-    ...Object.entries(stats).map(([name, value]) => {
-      const item = document.createElement("div");
-      const term = document.createElement("dt");
-      const detail = document.createElement("dd");
-      term.textContent = name;
-      detail.textContent = value;
-      item.append(term, detail);
-      return item;
-    }),
-  );
 }

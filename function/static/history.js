@@ -1,0 +1,108 @@
+// The history sidebar: the signed-in caller's conversations as the service keeps them
+// (GET /conversations), to open, delete, or leave for a new one.
+
+/** The list in the sidebar; a failure shows there, and never stands in the way of chatting. */
+export class History {
+  /**
+   * @param {HTMLElement} nav the sidebar, holding an <ol> and a .history-note
+   * @param {URL} base where the service is: /conversations is beside /chat
+   * @param {() => Promise<object>} headers the sign-in headers, asked for on every request
+   * @param {{onOpen: (id: string) => void, onDelete: (id: string) => void}} handlers
+   */
+  constructor(nav, base, headers, { onOpen, onDelete }) {
+    this.nav = nav;
+    this.list = nav.querySelector("ol");
+    this.note = nav.querySelector(".history-note");
+    this.url = new URL("conversations", base);
+    this.headers = headers;
+    this.current = null;
+    this.list.addEventListener("click", (event) => {
+      const item = event.target.closest("li");
+      if (!item || this.list.classList.contains("busy")) return;
+      if (event.target.closest(".delete")) this.remove(item.dataset.id, item.dataset.title);
+      else if (event.target.closest(".open")) onOpen(item.dataset.id);
+    });
+    this.onDelete = onDelete;
+  }
+
+  /** Fetch one conversation, or the list; a refusal is thrown as an Error naming its code. */
+  async request(id = null, options = {}) {
+    const url = id ? `${this.url}/${encodeURIComponent(id)}` : this.url;
+    const response = await fetch(url, { ...options, headers: await this.headers() });
+    if (!response.ok) {
+      const error = await response.json().catch(() => null);
+      throw new Error(error?.error?.message ?? `HTTP ${response.status}`);
+    }
+    return response;
+  }
+
+  /** Show the caller's conversations, the most recently used first. */
+  async refresh() {
+    this.nav.hidden = false;
+    try {
+      const { conversations } = await (await this.request()).json();
+      this.list.replaceChildren(...conversations.map((c) => this.item(c)));
+      this.note.textContent = conversations.length ? "" : "Conversations you have will show here.";
+    } catch (error) {
+      this.note.textContent = `History is unavailable: ${error.message}`;
+    }
+  }
+
+  item({ conversationId, title, updatedAt }) {
+    const item = document.createElement("li");
+    item.dataset.id = conversationId;
+    item.dataset.title = title;
+    const open = document.createElement("button");
+    open.type = "button";
+    open.className = "open";
+    open.textContent = title || "Untitled";
+    open.title = `${title}\n${new Date(updatedAt * 1000).toLocaleString()}`;
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "delete secondary";
+    remove.textContent = "×";
+    remove.setAttribute("aria-label", `Delete the conversation “${title || "Untitled"}”`);
+    item.append(open, remove);
+    if (conversationId === this.current) open.setAttribute("aria-current", "page");
+    return item;
+  }
+
+  /** Show which conversation is open (none for a new chat). */
+  mark(id) {
+    this.current = id;
+    for (const button of this.list.querySelectorAll(".open")) {
+      if (button.parentElement.dataset.id === id) button.setAttribute("aria-current", "page");
+      else button.removeAttribute("aria-current");
+    }
+  }
+
+  /** While an answer is being written, the list waits: opening another would leave it half-shown. */
+  setBusy(busy) {
+    this.list.classList.toggle("busy", busy);
+  }
+
+  /** Return a conversation as the service keeps it: {conversationId, title, modelId, turns}. */
+  async open(id) {
+    return (await this.request(id)).json();
+  }
+
+  async remove(id, title) {
+    if (!confirm(`Delete the conversation “${title || "Untitled"}”? This cannot be undone.`)) return;
+    try {
+      await this.request(id, { method: "DELETE" });
+    } catch (error) {
+      this.note.textContent = `The conversation was not deleted: ${error.message}`;
+      return;
+    }
+    this.onDelete(id);
+    await this.refresh();
+  }
+
+  /** Signed out: the list was the last person's. */
+  clear() {
+    this.current = null;
+    this.list.replaceChildren();
+    this.note.textContent = "";
+    this.nav.hidden = true;
+  }
+}
