@@ -265,6 +265,23 @@ def test_what_an_edit_leaves_behind_is_never_read_back(dynamodb, monkeypatch):
     assert kept.turns(conversation_id) == [user("xy"), assistant("z")]
 
 
+def test_a_history_too_long_for_one_transaction_is_kept_whole(dynamodb):
+    """DynamoDB takes at most 100 actions in a transaction: turns no count reaches yet are written
+    ahead, in as many transactions as they need, and the last one moves the count."""
+    from bedrock_relay import conversations
+    from bedrock_relay.store import Store
+
+    kept = conversations.Conversations(Store(dynamodb.client(), dynamodb.table, 60), 3600)
+    conversation_id = conversations.new_id()
+    meta = {"owner": "-", "title": "t", "modelId": "m"}
+    history = [user(str(n)) if n % 2 else assistant(str(n)) for n in range(1, 242)]
+    assert kept.record(conversation_id, 0, history, meta, None) == 241 + 1
+    assert kept.turns(conversation_id) == history
+    kept.take(conversation_id, "-", "stream-1")
+    assert kept.record(conversation_id, 241, [assistant("242")], meta, 241) == 2
+    assert [turn["content"] for turn in kept.turns(conversation_id)] == [str(n) for n in range(1, 243)]
+
+
 def test_a_conversation_in_use_is_renewed_whole_before_its_first_turns_expire(dynamodb):
     """Each turn expires on its own TTL: once half the oldest turn's TTL is gone, the next answer
     renews every item, after the client has the end."""

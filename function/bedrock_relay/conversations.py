@@ -23,8 +23,9 @@ PART_CHARACTERS = 80_000
 LOCK_SECONDS = 960
 FINISHED = ("end_turn", "stop_sequence")
 TITLE_CHARACTERS = 80
-# DynamoDB's most actions in one transaction.
+# DynamoDB's most actions in one transaction, and its most bytes (4 MB), less room for the keys.
 MAX_TRANSACTION_ITEMS = 100
+MAX_TRANSACTION_BYTES = 3_500_000
 
 
 class Busy(Exception):
@@ -139,12 +140,45 @@ class Conversations:
     ) -> int:
         """Store turns numbered from `first` and free the conversation, all or nothing; count the items.
 
-        `meta` holds the model, and for a new conversation (`stored` None) its owner and title: its
-        meta item is written with the turns, so a conversation is never seen without them, nor half
+        `meta` holds the model, and for a new conversation (`stored` None) its owner and title. The
+        meta item's count is what readers go by: it is written in the one transaction that
+        overwrites any turn it counts, so a conversation is never seen without its turns, nor half
         an exchange kept. Turns it held from `first` on (an edit, a retry) are replaced.
         """
         expires = self._expiry()
-        actions: list[dict] = []
+        puts = [{"Put": {"Item": item}} for item in self._turn_items(conversation_id, first, turns, expires)]
+        count = str(first + len(turns))
+        if stored is None:
+            item = {
+                **_key(conversation_id, META),
+                "owner": {"S": meta["owner"]},
+                "turns": {"N": count},
+                "updatedAt": self._now(),
+                "title": {"S": meta["title"][:TITLE_CHARACTERS]},
+                "modelId": {"S": meta["modelId"]},
+                "expiresAt": expires,
+                "keptUntil": expires,
+            }
+            if meta["owner"] != "-":
+                item["convOwner"] = {"S": meta["owner"]}  # listed by owner only when there is one
+            last = {"Put": {"Item": item}}
+        else:
+            last = {"Update": self._release(conversation_id, count, meta["modelId"])}
+        # Too much for one transaction (a long history kept at once): turns no count reaches yet
+        # go first, unseen until the last transaction moves the count.
+        early = [] if _fits([*puts, last]) else [put for put in puts if _number(put) >= (stored or 0)]
+        final = [put for put in puts if put not in early] + [last]
+        for chunk in _chunks(early):
+            self.store.transact(chunk)
+        if stored is not None and first < stored:
+            final += self._stale(conversation_id, first, puts, MAX_TRANSACTION_ITEMS - len(final))
+        self.store.transact(final)
+        return len(early) + len(final)
+
+    @staticmethod
+    def _turn_items(conversation_id: str, first: int, turns: list[dict], expires: dict) -> list[dict]:
+        """The items of turns numbered from `first`: each turn's text split into parts."""
+        items = []
         for offset, turn in enumerate(turns):
             text = turn["content"]
             starts = range(0, max(1, len(text)), PART_CHARACTERS)
@@ -163,33 +197,13 @@ class Conversations:
                         item["stopReason"] = {"S": turn["stopReason"] or "none"}
                     if turn.get("cut"):
                         item["cut"] = {"BOOL": True}
-                actions.append({"Put": {"Item": item}})
-        count = str(first + len(turns))
-        if stored is None:
-            item = {
-                **_key(conversation_id, META),
-                "owner": {"S": meta["owner"]},
-                "turns": {"N": count},
-                "updatedAt": self._now(),
-                "title": {"S": meta["title"][:TITLE_CHARACTERS]},
-                "modelId": {"S": meta["modelId"]},
-                "expiresAt": expires,
-                "keptUntil": expires,
-            }
-            if meta["owner"] != "-":
-                item["convOwner"] = {"S": meta["owner"]}  # listed by owner only when there is one
-            actions.append({"Put": {"Item": item}})
-        else:
-            actions.append({"Update": self._release(conversation_id, count, meta["modelId"])})
-            if first < stored:
-                actions += self._stale(conversation_id, first, actions)
-        self.store.transact(actions)
-        return len(actions)
+                items.append(item)
+        return items
 
-    def _stale(self, conversation_id: str, first: int, actions: list[dict]) -> list[dict]:
-        """Deletes of the turns from `first` on that `actions` do not overwrite, as many as one
-        transaction has room for; the meta item's count hides any left over until they expire."""
-        written = {action["Put"]["Item"]["sk"]["S"] for action in actions if "Put" in action}
+    def _stale(self, conversation_id: str, first: int, puts: list[dict], room: int) -> list[dict]:
+        """Deletes of the turns from `first` on that `puts` do not overwrite, as many as there is
+        `room` for; the meta item's count hides any left over until they expire."""
+        written = {put["Put"]["Item"]["sk"]["S"] for put in puts}
         answer = self.store.call(
             "query",
             KeyConditionExpression="pk = :pk AND sk >= :first",
@@ -201,8 +215,7 @@ class Conversations:
             ConsistentRead=True,
         )
         stale = [item for item in answer.get("Items", []) if item["sk"]["S"] not in written]
-        room = MAX_TRANSACTION_ITEMS - len(actions)
-        return [{"Delete": {"Key": {"pk": item["pk"], "sk": item["sk"]}}} for item in stale[:room]]
+        return [{"Delete": {"Key": {"pk": item["pk"], "sk": item["sk"]}}} for item in stale[: max(0, room)]]
 
     def renew(self, conversation_id: str) -> None:
         """Keep every item of a conversation in use for another TTL: its turns each expire on their
@@ -273,6 +286,31 @@ class Conversations:
         )
         now = self.clock()
         return [_listed(item) for item in answer.get("Items", []) if int(item["expiresAt"]["N"]) > now]
+
+
+def _number(put: dict) -> int:
+    """The turn number a put writes."""
+    return int(put["Put"]["Item"]["sk"]["S"].split("#")[1])
+
+
+def _size(action: dict) -> int:
+    """About how many bytes an action writes: its text, and a little for the rest."""
+    item = next(iter(action.values())).get("Item", {})
+    return len(item.get("text", {}).get("S", "").encode()) + 500
+
+
+def _fits(actions: list[dict]) -> bool:
+    return len(actions) <= MAX_TRANSACTION_ITEMS and sum(map(_size, actions)) <= MAX_TRANSACTION_BYTES
+
+
+def _chunks(actions: list[dict]) -> list[list[dict]]:
+    """Split actions into transactions DynamoDB takes, in order."""
+    chunks: list[list[dict]] = [[]]
+    for action in actions:
+        if not _fits([*chunks[-1], action]):
+            chunks.append([])
+        chunks[-1].append(action)
+    return [chunk for chunk in chunks if chunk]
 
 
 def _listed(item: dict) -> dict:
