@@ -13,7 +13,7 @@ from tests.browser import CHROMIUM, MISSING_CHROMIUM
 from tests.conftest import caller_keys, store_env
 from tests.harness import AppProcess, start_app
 from tests.media import png
-from tests.test_browser import answer_text
+from tests.test_browser import answer_text, ask
 from tests.test_browser_turns import DONE, converse, posts
 
 if not Path(CHROMIUM).exists():
@@ -44,6 +44,12 @@ def fresh_app(standin, dynamodb) -> tuple[AppProcess, dict[str, str]]:
     hashes, headers = caller_keys("reader")
     app = start_app(standin.url, **store_env(dynamodb), AUTH_MODE="api_key", API_KEY_HASHES=hashes)
     return app, headers["reader"]
+
+
+def open_signed_in(page: Page, app: AppProcess, key: dict[str, str]) -> None:
+    """Open the page and sign in with the key: the sidebar shows."""
+    page.goto(app.url)
+    sign_in(page, key)
 
 
 def sign_in(page: Page, key: dict[str, str]) -> None:
@@ -129,8 +135,7 @@ def test_the_sidebar_lists_opens_and_deletes_conversations(page: Page, kept, dyn
 
 def test_retry_and_edit_keep_the_services_copy_in_step(page: Page, app_and_key):
     app, key = app_and_key
-    page.goto(app.url)
-    sign_in(page, key)
+    open_signed_in(page, app, key)
     sent = posts(page)
     converse(page, "one [standin tokens=3 tps=0]", "two [standin tokens=5 tps=0]")
     conversation_id = sent[-1]["conversationId"]
@@ -161,8 +166,7 @@ def test_retry_and_edit_keep_the_services_copy_in_step(page: Page, app_and_key):
 
 def test_a_reload_keeps_the_open_conversation_and_its_id(page: Page, app_and_key):
     app, key = app_and_key
-    page.goto(app.url)
-    sign_in(page, key)
+    open_signed_in(page, app, key)
     sent = posts(page)
     converse(page, "remember me [standin tokens=3 tps=0]")
     conversation_id = sent[-1].get("conversationId")
@@ -189,6 +193,7 @@ def test_on_a_phone_the_list_is_a_panel_closed_once_a_conversation_opens(page: P
     expect(page.locator("#history")).to_be_hidden()
     toggle.click()
     expect(toggle).to_have_attribute("aria-expanded", "true")
+    expect(page.locator(f"{ITEMS} .open").first).to_be_focused()  # the panel takes focus
     page.locator(f"{ITEMS} .open").first.click()
     expect(page.locator("#history")).to_be_hidden()
     expect(page.locator(".turn")).to_have_count(1)
@@ -200,8 +205,7 @@ def test_on_a_phone_the_list_is_a_panel_closed_once_a_conversation_opens(page: P
 
 def test_signing_out_clears_the_list(page: Page, app_and_key):
     app, key = app_and_key
-    page.goto(app.url)
-    sign_in(page, key)
+    open_signed_in(page, app, key)
     converse(page, "private [standin tokens=2 tps=0]")
     expect(page.locator(ITEMS)).to_have_count(1)
     page.click("#sign-out")
@@ -211,8 +215,7 @@ def test_signing_out_clears_the_list(page: Page, app_and_key):
 
 def test_a_file_is_kept_by_name_and_shown_so_when_reopened(page: Page, app_and_key):
     app, key = app_and_key
-    page.goto(app.url)
-    sign_in(page, key)
+    open_signed_in(page, app, key)
     page.set_input_files("#file-input", files=[{"name": "dot.png", "mimeType": "image/png", "buffer": png()}])
     converse(page, "what is this? [standin tokens=2 tps=0]")
     page.click("#new-chat")
@@ -222,3 +225,56 @@ def test_a_file_is_kept_by_name_and_shown_so_when_reopened(page: Page, app_and_k
     converse(page, "and now? [standin tokens=2 tps=0]")
     # The file itself is gone: what goes on is its question.
     assert sent[-1]["messages"][0] == {"role": "user", "content": "what is this? [standin tokens=2 tps=0]"}
+
+
+def test_stop_then_retry_waits_for_the_stopped_answer_and_keeps_one_conversation(page: Page, app_and_key):
+    app, key = app_and_key
+    open_signed_in(page, app, key)
+    sent = posts(page)
+    ask(page, "long one [standin tokens=400 tps=20]")
+    expect(page.locator(".turn .answer")).not_to_be_empty()
+    page.click("#stop")
+    page.locator(".turn:last-child .retry").click()  # at once: the stopped answer is still being kept
+    expect(page.locator("#status")).to_contain_text(DONE, timeout=30_000)
+    conversation_id = sent[1]["conversationId"]
+    assert sent[0]["store"] is True and all(
+        body.get("conversationId") == conversation_id for body in sent[1:]
+    )
+    expect(page.locator(ITEMS)).to_have_count(1)
+    assert stored_turns(app, key, conversation_id) == [
+        ("user", "long one [standin tokens=400 tps=20]"),
+        ("assistant", answer_text(page)),
+    ]
+
+
+def test_keyboard_focus_stays_in_the_list_after_a_delete(page: Page, app_and_key):
+    app, key = app_and_key
+    open_signed_in(page, app, key)
+    converse(page, "a [standin tokens=2 tps=0]")
+    page.click("#new-chat")
+    converse(page, "b [standin tokens=2 tps=0]")
+    page.on("dialog", lambda dialog: dialog.accept())
+    expect(page.locator(ITEMS)).to_have_count(2)
+    page.locator(ITEMS).first.locator(".delete").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator(ITEMS)).to_have_count(1)
+    expect(page.locator(f"{ITEMS} .open")).to_be_focused()
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")  # the last one: focus goes back to the message
+    expect(page.locator(ITEMS)).to_have_count(0)
+    expect(page.locator("#prompt")).to_be_focused()
+
+
+def test_a_conversation_saved_for_someone_else_is_not_restored(page: Page, app_and_key):
+    app, key = app_and_key
+    open_signed_in(page, app, key)
+    converse(page, "mine [standin tokens=2 tps=0]")
+    # As if another user had been signed in when it was saved (their refresh refused, no Sign out).
+    page.evaluate(
+        """const saved = JSON.parse(sessionStorage.getItem('bedrock-relay-chat'));
+        sessionStorage.setItem('bedrock-relay-chat', JSON.stringify({...saved, who: 'someone@else'}))"""
+    )
+    page.reload()
+    expect(page.locator(ITEMS)).to_have_count(1)
+    expect(page.locator(".turn")).to_have_count(0)
+    assert page.evaluate("sessionStorage.getItem('bedrock-relay-chat')") is None

@@ -244,62 +244,119 @@ def test_files_are_kept_by_name_and_a_turn_of_files_alone_is_named_to_the_model(
     ]
 
 
+def test_a_new_conversation_is_busy_not_unknown_while_its_first_answer_is_written(store_app, standin):
+    """The id in `start` names the conversation at once: a retry right after Stop waits its turn."""
+    body = {"messages": [user("[standin tokens=400 tps=20 ttft=0 id=first-answer] go")], "store": True}
+    with httpx.stream("POST", f"{store_app.url}/chat", json=body, headers=NDJSON, timeout=60) as response:
+        lines = response.iter_lines()
+        start = httpx.Response(200, content=next(lines)).json()
+        wait_for_record(standin, "first-answer", "streaming")
+        again = httpx.post(
+            f"{store_app.url}/chat",
+            json={"messages": body["messages"], "conversationId": start["conversationId"]},
+            timeout=10,
+        )
+        assert again.status_code == 409 and again.json()["error"]["code"] == "conversation_busy"
+        httpx.post(f"{store_app.url}/chat/{start['streamId']}/cancel", timeout=10)
+        last = httpx.Response(200, content=list(lines)[-1]).json()
+    assert last["stopReason"] == "cancelled"
+    # Cancelled with part of an answer: kept (before the end was sent), cut.
+    turns = httpx.get(f"{store_app.url}/conversations/{start['conversationId']}", timeout=10).json()["turns"]
+    assert [turn["role"] for turn in turns] == ["user", "assistant"] and turns[1]["cut"] is True
+
+
+def test_a_new_conversation_that_keeps_nothing_is_not_left_behind(store_app):
+    start, text, end = chat(
+        store_app, {"prompt": "[standin stream_error=modelStreamErrorException after=0] hi"}
+    )
+    assert text == "" and end["type"] == "error"
+    response = httpx.get(f"{store_app.url}/conversations/{start['conversationId']}", timeout=10)
+    assert response.status_code == 404
+
+
+def local(dynamodb, clock=None):
+    """Conversations kept in the local table with a TTL of 1000 s, read with `clock` if given."""
+    from bedrock_relay import conversations
+    from bedrock_relay.store import Store
+
+    store = Store(dynamodb.client(), dynamodb.table, 60)
+    return conversations.Conversations(store, 1000, *([clock] if clock else []))
+
+
+def begun(kept, turns: list[dict]) -> tuple[str, dict]:
+    """A new conversation holding `turns`; its id, and its meta item as a next answer holds it."""
+    from bedrock_relay.conversations import new_id
+
+    conversation_id = new_id()
+    held = kept.create(conversation_id, "-", "t", "first")
+    kept.record(conversation_id, 0, turns, held, "first", "m")
+    return conversation_id, kept.take(conversation_id, "-", "next")
+
+
 def test_what_an_edit_leaves_behind_is_never_read_back(dynamodb, monkeypatch):
     """Stale turns that did not fit in the edit's transaction, or parts of a turn now shorter, stay
     hidden by the counts until TTL takes them."""
     from bedrock_relay import conversations
-    from bedrock_relay.store import Store
 
     monkeypatch.setattr(conversations, "PART_CHARACTERS", 4)
-    kept = conversations.Conversations(Store(dynamodb.client(), dynamodb.table, 60), 3600)
-    conversation_id = conversations.new_id()
-    meta = {"owner": "-", "title": "t", "modelId": "m"}
+    kept = local(dynamodb)
     long = [user("a" * 10), assistant("b" * 8), user("c"), assistant("d")]
-    assert kept.record(conversation_id, 0, long, meta, None) == 3 + 2 + 1 + 1 + 1
-    assert kept.turns(conversation_id) == long
+    conversation_id, held = begun(kept, long)
+    assert kept.turns(conversation_id) == long and held["turns"] == 4
     # Room for the new turns and the meta item only: no delete fits.
     monkeypatch.setattr(conversations, "MAX_TRANSACTION_ITEMS", 3)
-    assert kept.take(conversation_id, "-", "stream-1")["turns"] == 4
-    kept.record(conversation_id, 0, [user("xy"), assistant("z")], meta, 4)
+    assert kept.record(conversation_id, 0, [user("xy"), assistant("z")], held, "next", "m") == 3
     assert len(stored_items(dynamodb, conversation_id)) == 1 + 3 + 2 + 1 + 1  # all still there
     assert kept.turns(conversation_id) == [user("xy"), assistant("z")]
 
 
 def test_a_history_too_long_for_one_transaction_is_kept_whole(dynamodb):
-    """DynamoDB takes at most 100 actions in a transaction: turns no count reaches yet are written
-    ahead, in as many transactions as they need, and the last one moves the count."""
-    from bedrock_relay import conversations
-    from bedrock_relay.store import Store
-
-    kept = conversations.Conversations(Store(dynamodb.client(), dynamodb.table, 60), 3600)
-    conversation_id = conversations.new_id()
-    meta = {"owner": "-", "title": "t", "modelId": "m"}
+    """DynamoDB takes at most 100 actions in a transaction: the turns go first, in as many as they
+    need, and the count moves last."""
+    kept = local(dynamodb)
     history = [user(str(n)) if n % 2 else assistant(str(n)) for n in range(1, 242)]
-    assert kept.record(conversation_id, 0, history, meta, None) == 241 + 1
+    conversation_id, held = begun(kept, history)
     assert kept.turns(conversation_id) == history
-    kept.take(conversation_id, "-", "stream-1")
-    assert kept.record(conversation_id, 241, [assistant("242")], meta, 241) == 2
+    assert kept.record(conversation_id, 241, [assistant("242")], held, "next", "m") == 2
     assert [turn["content"] for turn in kept.turns(conversation_id)] == [str(n) for n in range(1, 243)]
+    # An edit that goes back, too long for one transaction, is counted out first, then in.
+    edited = [user(f"again {n}") if n % 2 else assistant(str(n)) for n in range(1, 201)]
+    held = kept.take(conversation_id, "-", "edit")
+    kept.record(conversation_id, 0, edited, held, "edit", "m")
+    assert kept.turns(conversation_id) == edited
 
 
-def test_a_conversation_in_use_is_renewed_whole_before_its_first_turns_expire(dynamodb):
-    """Each turn expires on its own TTL: once half the oldest turn's TTL is gone, the next answer
-    renews every item, after the client has the end."""
+def test_a_failed_write_leaves_the_kept_copy_to_be_matched_by_digest(dynamodb):
+    """An edit whose exchange was not kept: the next request's history differs from the kept copy
+    where the edit began, not where the copy's count ends."""
+    from bedrock_relay.conversations import asked, differs
+
+    kept = local(dynamodb)
+    turns = [user("u0"), assistant("a0"), user("u1"), assistant("a1"), user("u2"), assistant("a2")]
+    _, held = begun(kept, turns)
+    client = [user("u0"), assistant("a0"), user("u1, edited"), assistant("a1'"), user("u2")]
+    messages = [{"role": t["role"], "content": [{"text": t["content"]}]} for t in client]
+    assert differs(held, asked(messages)) == 2
+    assert differs(held, asked(messages[:1])) == 0
+    same = [{"role": t["role"], "content": [{"text": t["content"]}]} for t in [*turns, user("u3")]]
+    assert differs(held, asked(same)) == 6
+
+
+def test_a_conversation_expires_with_its_oldest_turn_unless_in_use(dynamodb):
+    """Each turn expires on its own TTL, and the meta item no later than the oldest: used again
+    once a day (or past half its TTL), the whole conversation is renewed, after the client has
+    its end."""
     from bedrock_relay import conversations
     from bedrock_relay.events import Summary, Text
-    from bedrock_relay.store import Store
 
     now = [1_000_000.0]
-    kept = conversations.Conversations(Store(dynamodb.client(), dynamodb.table, 60), 1000, lambda: now[0])
-    conversation_id = conversations.new_id()
-    meta = {"owner": "-", "title": "t", "modelId": "m"}
-    kept.record(conversation_id, 0, [user("q"), assistant("a")], meta, None)
+    kept = local(dynamodb, lambda: now[0])
+    conversation_id, _ = begun(kept, [user("q"), assistant("a")])
+    kept.release(conversation_id, "next")
 
     def answer() -> None:
-        keeper = conversations.Keeper(
-            kept, conversation_id, [user("again")], meta, kept.take(conversation_id, "-", "s")
-        )
-        keeper.first = len(kept.turns(conversation_id))
+        keeper = conversations.Keeper(kept, conversation_id, kept.take(conversation_id, "-", "s"), "s")
+        keeper.first, keeper.turns, keeper.model_id = keeper.held["turns"], [user("again")], "m"
         keeper.on_events([Text(1, "yes")])
         keeper.on_end(Summary(stop_reason="end_turn"))
         keeper.on_close(Summary())
@@ -308,17 +365,19 @@ def test_a_conversation_in_use_is_renewed_whole_before_its_first_turns_expire(dy
         items = stored_items(dynamodb, conversation_id)
         return {sort: int(item["expiresAt"]["N"]) for sort, item in items.items()}
 
-    now[0] += 400  # less than half the TTL: only the new exchange and the meta item move
+    now[0] += 400  # less than half the TTL: only the new exchange is written to last longer
     answer()
     assert expiries() == {
-        "m": 1_001_400,
+        "m": 1_001_000,
         "t#000000#000": 1_001_000,
         "t#000001#000": 1_001_000,
         "t#000002#000": 1_001_400,
         "t#000003#000": 1_001_400,
     }
-    now[0] += 200  # the oldest turns are past half their TTL: everything is renewed
+    now[0] += 200  # past half: everything is renewed
     answer()
     assert set(expiries().values()) == {1_001_600}
-    assert int(stored_items(dynamodb, conversation_id)["m"]["keptUntil"]["N"]) == 1_001_600
     assert len(kept.turns(conversation_id)) == 6
+    now[0] += 1000  # unused for its whole TTL: gone, with no turn missing from what it claims
+    assert kept.take(conversation_id, "-", "late") is None
+    assert kept.meta(conversation_id, "-") is None

@@ -257,38 +257,40 @@ def record(store: Store, pump: Pump, model_id: str, deadline: float) -> Recorder
 
 
 def _conversation(store: Store, chat_request: ChatRequest, stream_id: str) -> Keeper | None:
-    """Hold the request's conversation, or start a new one, to keep the exchange in.
+    """Hold the request's conversation, or make a new one, to keep the exchange in.
 
     With a `prompt` the service holds the history: the stored turns go first. With `messages` the
-    client holds it, and the conversation keeps a copy: turns it had from the first message that
-    differs on (an edit, a retry) are replaced.
+    client holds it, and the conversation keeps a copy: kept turns from the first message that
+    differs on (an edit, a retry) are replaced. Such a client needs no store to be answered, so a
+    store that fails leaves its exchange unkept, never unanswered.
     """
     keep = chat_request.store if chat_request.store is not None else chat_request.prompt is not None
     if not keep:
         return None
-    from .conversations import Busy, Keeper, as_message, asked, new_id
+    from .conversations import Busy, Keeper, as_message, asked, differs, new_id
     from .conversations_api import conversations_of
     from .store import StoreError
 
     conversations, who, conversation_id = conversations_of(store), owner(), chat_request.conversation_id
     messages = chat_request.converse_args["messages"]
-    meta = {"modelId": chat_request.model_id}
-    if conversation_id is None:
-        # Created with its first exchange: the client may send the id back to go on.
-        title = asked(messages[:1])[0]["content"] or "Untitled"
-        return Keeper(conversations, new_id(), asked(messages), {**meta, "owner": who, "title": title}, None)
+    turns = asked(messages)
     try:
-        held = conversations.take(conversation_id, who, stream_id)
-        if held is None:
-            raise Refusal(404, "not_found", "no such conversation: it is unknown, expired, or not yours")
-        keeper = Keeper(conversations, conversation_id, asked(messages), meta, held)
+        if conversation_id is None:
+            # The client may send the id back to go on.
+            conversation_id, title = new_id(), turns[0]["content"] or "Untitled"
+            held = conversations.create(conversation_id, who, title, stream_id)
+        else:
+            held = conversations.take(conversation_id, who, stream_id)
+            if held is None:
+                raise Refusal(404, "not_found", "no such conversation: it is unknown, expired, or not yours")
+        keeper = Keeper(conversations, conversation_id, held, stream_id)
+        keeper.model_id = chat_request.model_id
         if chat_request.prompt is None:
-            # Compared by count, not by content: the client's copy is the truth, and sent whole.
-            keeper.first = min(len(messages) - 1, held["turns"])
-            keeper.turns = keeper.turns[keeper.first :]
+            keeper.first = differs(held, turns)
+            keeper.turns = turns[keeper.first :]
             return keeper
         try:
-            turns = conversations.turns(conversation_id)
+            kept = conversations.turns(conversation_id) if held["turns"] else []
         except BaseException:
             keeper.abandon()
             raise
@@ -296,9 +298,12 @@ def _conversation(store: Store, chat_request: ChatRequest, stream_id: str) -> Ke
         message = "another answer is being written in this conversation; send again once it has ended"
         raise Refusal(409, "conversation_busy", message) from None
     except StoreError:
-        raise store_unavailable() from None
-    keeper.first = len(turns)
-    messages[:0] = [as_message(turn) for turn in turns]
+        if chat_request.prompt is not None:
+            raise store_unavailable() from None
+        g.log_fields["conversation"] = "unavailable"
+        return None
+    keeper.first, keeper.turns = held["turns"], turns
+    messages[:0] = [as_message(turn) for turn in kept]
     return keeper
 
 

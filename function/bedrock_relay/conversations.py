@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -19,10 +20,15 @@ logger = logging.getLogger(__name__)
 META = "m"
 # A turn's text is split over items of at most this many characters (4 bytes each at worst).
 PART_CHARACTERS = 80_000
-# An answer holds its conversation at most this long; a crashed one cannot hold it forever.
-LOCK_SECONDS = 960
+# An answer holds its conversation at most this long past its stream's limit; a crashed one
+# cannot hold it forever.
+LOCK_MARGIN_SECONDS = 60
 FINISHED = ("end_turn", "stop_sequence")
 TITLE_CHARACTERS = 80
+# Each kept turn's digest, in hex: how a client's history is matched with the kept copy.
+DIGEST_CHARACTERS = 12
+# A conversation in use is renewed whole at most this often (or at half its TTL, if shorter).
+RENEW_SECONDS = 86400
 # DynamoDB's most actions in one transaction, and its most bytes (4 MB), less room for the keys.
 MAX_TRANSACTION_ITEMS = 100
 MAX_TRANSACTION_BYTES = 3_500_000
@@ -44,10 +50,17 @@ def _key(conversation_id: str, sort: str) -> dict:
 class Conversations:
     """Reads and writes conversations through the stream store's table and client."""
 
-    def __init__(self, store: Store, ttl_seconds: float, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        store: Store,
+        ttl_seconds: float,
+        clock: Callable[[], float] = time.time,
+        stream_seconds: float = 900,
+    ):
         self.store = store
         self.ttl_seconds = ttl_seconds  # a conversation's own, longer than a stream's
         self.clock = clock
+        self.hold_seconds = stream_seconds + LOCK_MARGIN_SECONDS
 
     def _expiry(self) -> dict:
         return {"N": str(int(self.clock() + self.ttl_seconds))}
@@ -56,9 +69,32 @@ class Conversations:
         # To the millisecond: the list is sorted by it, and two answers often end in one second.
         return {"N": f"{self.clock():.3f}"}
 
+    def create(self, conversation_id: str, owner: str, title: str, stream_id: str) -> dict:
+        """Make a new conversation, held for its first answer, and return it as take() does.
+
+        Made before the answer, so the id the client is sent names a conversation at once: a
+        request that follows quickly (a retry after Stop) is told it is busy, not unknown.
+        """
+        now = self.clock()
+        item = {
+            **_key(conversation_id, META),
+            "owner": {"S": owner},
+            "turns": {"N": "0"},
+            "digests": {"S": ""},
+            "updatedAt": self._now(),
+            "title": {"S": title[:TITLE_CHARACTERS]},
+            "expiresAt": self._expiry(),
+            "busyStream": {"S": stream_id},
+            "busyUntil": {"N": str(int(now + self.hold_seconds))},
+        }
+        if owner != "-":
+            item["convOwner"] = {"S": owner}  # listed by owner only when there is one
+        self.store.call("put_item", Item=item, ConditionExpression="attribute_not_exists(pk)")
+        return _held(item)
+
     def take(self, conversation_id: str, owner: str, stream_id: str) -> dict | None:
-        """Hold the caller's conversation for one answer; return its `turns` (how many) and `keptUntil`
-        (when its oldest turn expires), or None if it is unknown, expired or not theirs.
+        """Hold the caller's conversation for one answer and return its meta item's `turns`,
+        `digests` and `expiresAt`; None if it is unknown, expired or not theirs.
 
         One conditional write checks the owner and that no other answer holds it; raises Busy if one does.
         """
@@ -75,7 +111,7 @@ class Conversations:
                 ExpressionAttributeValues={
                     ":owner": {"S": owner},
                     ":stream": {"S": stream_id},
-                    ":until": {"N": str(now + LOCK_SECONDS)},
+                    ":until": {"N": str(int(now + self.hold_seconds))},
                     ":now": {"N": str(now)},
                 },
                 ReturnValues="ALL_NEW",
@@ -86,9 +122,7 @@ class Conversations:
             if old and old["owner"]["S"] == owner and int(old["expiresAt"]["N"]) > now:
                 raise Busy from None
             return None
-        held = answer["Attributes"]
-        # Made before turns were renewed: as good as expiring now, so renewed at its next answer.
-        return {"turns": int(held["turns"]["N"]), "keptUntil": int(held.get("keptUntil", {"N": "0"})["N"])}
+        return _held(answer["Attributes"])
 
     def meta(self, conversation_id: str, owner: str) -> dict | None:
         """Return the conversation's meta item; None if unknown, expired, or someone else's."""
@@ -136,44 +170,55 @@ class Conversations:
             query["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
     def record(
-        self, conversation_id: str, first: int, turns: list[dict], meta: dict, stored: int | None
+        self, conversation_id: str, first: int, turns: list[dict], held: dict, stream_id: str, model_id: str
     ) -> int:
-        """Store turns numbered from `first` and free the conversation, all or nothing; count the items.
+        """Store turns numbered from `first` (replacing any kept from there on) and free the
+        conversation, all or nothing; count the items written.
 
-        `meta` holds the model, and for a new conversation (`stored` None) its owner and title. The
-        meta item's count is what readers go by: it is written in the one transaction that
-        overwrites any turn it counts, so a conversation is never seen without its turns, nor half
-        an exchange kept. Turns it held from `first` on (an edit, a retry) are replaced.
+        Readers go by the meta item's count, moved last, in the transaction that overwrites any
+        turn it counts: so no one sees half an exchange, nor turns of two branches.
         """
-        expires = self._expiry()
-        puts = [{"Put": {"Item": item}} for item in self._turn_items(conversation_id, first, turns, expires)]
-        count = str(first + len(turns))
-        if stored is None:
-            item = {
-                **_key(conversation_id, META),
-                "owner": {"S": meta["owner"]},
-                "turns": {"N": count},
-                "updatedAt": self._now(),
-                "title": {"S": meta["title"][:TITLE_CHARACTERS]},
-                "modelId": {"S": meta["modelId"]},
-                "expiresAt": expires,
-                "keptUntil": expires,
-            }
-            if meta["owner"] != "-":
-                item["convOwner"] = {"S": meta["owner"]}  # listed by owner only when there is one
-            last = {"Put": {"Item": item}}
-        else:
-            last = {"Update": self._release(conversation_id, count, meta["modelId"])}
-        # Too much for one transaction (a long history kept at once): turns no count reaches yet
-        # go first, unseen until the last transaction moves the count.
-        early = [] if _fits([*puts, last]) else [put for put in puts if _number(put) >= (stored or 0)]
-        final = [put for put in puts if put not in early] + [last]
+        puts = [
+            {"Put": {"Item": item}}
+            for item in self._turn_items(conversation_id, first, turns, self._expiry())
+        ]
+        digests = held["digests"][: first * DIGEST_CHARACTERS] + "".join(map(digest, turns))
+        last = {"Update": self._counted(conversation_id, first + len(turns), digests, stream_id, model_id)}
+        early: list[dict] = []
+        if not _fits([*puts, last]):
+            # Too much for one transaction (a long history, a huge message): count the kept turns
+            # down to `first` (if an edit goes back), write the turns, then count them in.
+            if first < held["turns"]:
+                kept = held["digests"][: first * DIGEST_CHARACTERS]
+                try:
+                    self.store.call("update_item", **self._counted(conversation_id, first, kept, stream_id))
+                except ClientError:
+                    raise StoreError("the conversation's hold lapsed") from None
+            early, puts = puts, []
+        final = [*puts, last]
         for chunk in _chunks(early):
             self.store.transact(chunk)
-        if stored is not None and first < stored:
-            final += self._stale(conversation_id, first, puts, MAX_TRANSACTION_ITEMS - len(final))
+        if first < held["turns"]:
+            final += self._stale(conversation_id, first, [*early, *puts], MAX_TRANSACTION_ITEMS - len(final))
         self.store.transact(final)
         return len(early) + len(final)
+
+    def _counted(
+        self, conversation_id: str, count: int, digests: str, stream_id: str, model_id: str | None = None
+    ) -> dict:
+        """The update that sets how many turns a conversation holds; with the model, it also ends
+        the answer's hold. Only while the answer holds it: one whose hold lapsed writes nothing."""
+        update = "SET turns = :turns, digests = :digests"
+        values = {":turns": {"N": str(count)}, ":digests": {"S": digests}, ":stream": {"S": stream_id}}
+        if model_id is not None:
+            update = f"REMOVE busyUntil, busyStream {update}, updatedAt = :now, modelId = :model"
+            values |= {":now": self._now(), ":model": {"S": model_id}}
+        return {
+            "Key": _key(conversation_id, META),
+            "UpdateExpression": update,
+            "ConditionExpression": "busyStream = :stream",
+            "ExpressionAttributeValues": values,
+        }
 
     @staticmethod
     def _turn_items(conversation_id: str, first: int, turns: list[dict], expires: dict) -> list[dict]:
@@ -218,21 +263,24 @@ class Conversations:
         return [{"Delete": {"Key": {"pk": item["pk"], "sk": item["sk"]}}} for item in stale[: max(0, room)]]
 
     def renew(self, conversation_id: str) -> None:
-        """Keep every item of a conversation in use for another TTL: its turns each expire on their
-        own, written over weeks, while the conversation lives as long as it is used."""
+        """Keep every item of a conversation in use for another TTL. The meta item's expiry is the
+        earliest of its items', and moves only here, with all of them."""
         expires = self._expiry()
         items = self._items(conversation_id)
         # The meta item ("m", read first) last: it says all its turns are renewed once they are.
         for item in [*items[1:], *items[:1]]:
-            meta = item["sk"]["S"] == META
             with contextlib.suppress(ClientError):  # deleted meanwhile: never recreate one
                 self.store.call(
                     "update_item",
                     Key={"pk": item["pk"], "sk": item["sk"]},
-                    UpdateExpression="SET expiresAt = :expires" + (", keptUntil = :expires" if meta else ""),
+                    UpdateExpression="SET expiresAt = :expires",
                     ConditionExpression="attribute_exists(pk)",
                     ExpressionAttributeValues={":expires": expires},
                 )
+
+    def due(self, held: dict) -> bool:
+        """Whether a conversation in use is due to be renewed: once a day, or at half its TTL."""
+        return held["expiresAt"] < self.clock() + self.ttl_seconds - min(RENEW_SECONDS, self.ttl_seconds / 2)
 
     def _items(self, conversation_id: str) -> list[dict]:
         """Return the keys of every item of the conversation, its meta item first."""
@@ -249,25 +297,24 @@ class Conversations:
                 return items
             query["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
-    def _release(self, conversation_id: str, turns: str | None = None, model_id: str | None = None) -> dict:
-        """The update that lets the next answer in (and keeps the conversation another TTL)."""
-        update = "REMOVE busyUntil, busyStream SET updatedAt = :now, expiresAt = :expires"
-        values = {":now": self._now(), ":expires": self._expiry()}
-        if turns is not None:
-            update += ", turns = :turns, modelId = :model"
-            values |= {":turns": {"N": turns}, ":model": {"S": model_id}}
-        return {
-            "Key": _key(conversation_id, META),
-            "UpdateExpression": update,
-            # Never recreate a conversation deleted meanwhile.
-            "ConditionExpression": "attribute_exists(pk)",
-            "ExpressionAttributeValues": values,
-        }
-
-    def release(self, conversation_id: str) -> None:
-        """Let the next answer in, with no turns added."""
+    def release(self, conversation_id: str, stream_id: str) -> None:
+        """Let the next answer in, with no turns added; a new conversation that kept none is deleted."""
+        with contextlib.suppress(ClientError):  # the hold lapsed and another answer has it, or deleted
+            self.store.call(
+                "delete_item",
+                Key=_key(conversation_id, META),
+                ConditionExpression="busyStream = :stream AND turns = :none",
+                ExpressionAttributeValues={":stream": {"S": stream_id}, ":none": {"N": "0"}},
+            )
+            return
         with contextlib.suppress(ClientError):
-            self.store.call("update_item", **self._release(conversation_id))
+            self.store.call(
+                "update_item",
+                Key=_key(conversation_id, META),
+                UpdateExpression="REMOVE busyUntil, busyStream",
+                ConditionExpression="busyStream = :stream",
+                ExpressionAttributeValues={":stream": {"S": stream_id}},
+            )
 
     def delete(self, conversation_id: str) -> None:
         """Delete the conversation: its meta item first, so it is gone at once, then its turns."""
@@ -285,7 +332,13 @@ class Conversations:
             Limit=limit,
         )
         now = self.clock()
-        return [_listed(item) for item in answer.get("Items", []) if int(item["expiresAt"]["N"]) > now]
+        return [
+            _listed(item)
+            for item in answer.get("Items", [])
+            # One being answered for the first time shows; one whose first answer died does not.
+            if int(item["expiresAt"]["N"]) > now
+            and (int(item["turns"]["N"]) or int(item.get("busyUntil", {"N": "0"})["N"]) > now)
+        ]
 
 
 def _number(put: dict) -> int:
@@ -311,6 +364,33 @@ def _chunks(actions: list[dict]) -> list[list[dict]]:
             chunks.append([])
         chunks[-1].append(action)
     return [chunk for chunk in chunks if chunk]
+
+
+def _held(item: dict) -> dict:
+    """What an answer needs of its conversation's meta item."""
+    count, digests = int(item["turns"]["N"]), item.get("digests", {}).get("S", "")
+    return {
+        "turns": count,
+        # Kept before digests were: matched by count alone, and then known by digest from here on.
+        "digests": digests if len(digests) == count * DIGEST_CHARACTERS else "?" * count * DIGEST_CHARACTERS,
+        "expiresAt": int(item["expiresAt"]["N"]),
+    }
+
+
+def digest(turn: dict) -> str:
+    """A short digest of a turn as kept: its role, text and files' names."""
+    kept = json.dumps([turn["role"], turn["content"], turn.get("files", [])], ensure_ascii=False)
+    return hashlib.sha256(kept.encode()).hexdigest()[:DIGEST_CHARACTERS]
+
+
+def differs(held: dict, turns: list[dict]) -> int:
+    """The index of the first of a client's turns (all but its last) the kept copy does not hold."""
+    known = held["digests"]
+    for index, turn in enumerate(turns[: min(held["turns"], len(turns) - 1)]):
+        mine = known[index * DIGEST_CHARACTERS : (index + 1) * DIGEST_CHARACTERS]
+        if mine != digest(turn) and not mine.startswith("?"):
+            return index
+    return min(held["turns"], len(turns) - 1)
 
 
 def _listed(item: dict) -> dict:
@@ -356,20 +436,14 @@ def _file(block: dict) -> dict:
 class Keeper(Listener):
     """Stores an exchange in its conversation once the answer ends, before the client is sent the end."""
 
-    def __init__(
-        self,
-        conversations: Conversations,
-        conversation_id: str,
-        turns: list[dict],
-        meta: dict,
-        held: dict | None,
-    ):
+    def __init__(self, conversations: Conversations, conversation_id: str, held: dict, stream_id: str):
         self.conversations = conversations
         self.conversation_id = conversation_id
-        self.turns = turns  # the user's turns to keep ahead of the answer, numbered from `first`
+        self.held = held  # what take() or create() returned
+        self.stream_id = stream_id  # the answer holding the conversation
+        self.turns: list[dict] = []  # the turns to keep ahead of the answer, numbered from `first`
         self.first = 0
-        self.meta = meta  # the model; and for a new conversation, its owner and title
-        self.held = held  # what take() returned; None for a new conversation, made with this exchange
+        self.model_id = ""
         self._events: list[Event] = []
         self._done = False
         self._unfreed = False  # the hold could not be freed at the end: try again at close
@@ -389,16 +463,15 @@ class Keeper(Listener):
             reply: dict = {"role": "assistant", "content": answer, "stopReason": summary.stop_reason}
             if summary.stop_reason not in FINISHED:
                 reply["cut"] = True
-            stored = None if self.held is None else self.held["turns"]
-            turns = [*self.turns, reply]
-            writes = self.conversations.record(self.conversation_id, self.first, turns, self.meta, stored)
+            conversations, turns = self.conversations, [*self.turns, reply]
+            writes = conversations.record(
+                self.conversation_id, self.first, turns, self.held, self.stream_id, self.model_id
+            )
             summary.store_requests = (summary.store_requests or 0) + writes
-            # Half its TTL gone: renewed after the client has its end, not before.
-            renew_at = self.held and self.held["keptUntil"] - self.conversations.ttl_seconds / 2
-            self._renew = bool(renew_at) and renew_at <= self.conversations.clock()
+            self._renew = conversations.due(self.held)  # after the client has its end, not before
         except StoreError:
             # Not kept; the hold is freed when the response closes, or lapses by itself.
-            self._unfreed = self.held is not None
+            self._unfreed = True
             logger.warning("conversation %s: the exchange was not stored", self.conversation_id)
 
     def on_close(self, summary: Summary) -> None:  # noqa: ARG002 - the listener interface
@@ -415,6 +488,5 @@ class Keeper(Listener):
         self._free()
 
     def _free(self) -> None:
-        if self.held is not None:
-            with contextlib.suppress(StoreError):
-                self.conversations.release(self.conversation_id)
+        with contextlib.suppress(StoreError):
+            self.conversations.release(self.conversation_id, self.stream_id)

@@ -16,7 +16,9 @@ NO_SUCH_CONVERSATION = "no such conversation: it is unknown, expired, or not you
 
 def conversations_of(store: Store) -> Conversations:
     """The conversations in the app's store, kept for CONVERSATION_TTL_DAYS after their last use."""
-    return Conversations(store, current_app.extensions["settings"].conversation_ttl_days * 86400)
+    settings = current_app.extensions["settings"]
+    ttl = settings.conversation_ttl_days * 86400
+    return Conversations(store, ttl, stream_seconds=settings.max_stream_seconds)
 
 
 def _conversations() -> Conversations:

@@ -58,12 +58,14 @@ async function authHeaders() {
 const sidebar = new History(document.getElementById("history"), chatUrl, authHeaders, {
   onOpen: openConversation,
   onDelete: (id) => id === conversationId && newChat(),
+  onLeave: () => prompt.focus(),
 });
 const historyOn = () => Boolean(session?.config?.history && signedInAs(session));
-function showHistory() {
+/** Show the list when the service keeps history for whoever is signed in; `touched` was just answered. */
+function showHistory(touched = null) {
   document.body.classList.toggle("with-history", historyOn());
   document.getElementById("history-toggle").hidden = !historyOn();
-  if (historyOn()) sidebar.refresh();
+  if (historyOn()) sidebar.refresh(touched);
   else sidebar.clear();
 }
 // On a narrow screen the list is a panel, opened from the header and closed once used.
@@ -71,6 +73,7 @@ const historyToggle = document.getElementById("history-toggle");
 function showPanel(open) {
   document.getElementById("history").classList.toggle("open", open);
   historyToggle.setAttribute("aria-expanded", String(open));
+  if (open && !sidebar.focus()) historyToggle.focus();
 }
 historyToggle.addEventListener("click", () => showPanel(historyToggle.getAttribute("aria-expanded") !== "true"));
 addEventListener("keydown", (event) => {
@@ -81,17 +84,21 @@ addEventListener("keydown", (event) => {
 });
 
 /** Open a kept conversation in place of this one, with the model its last answer used. */
+let opening = 0;
 async function openConversation(id) {
   if (controller) return;
   showPanel(false);
+  const ticket = ++opening; // a later click, or a message sent meanwhile, wins
   let kept;
   try {
     kept = await sidebar.open(id);
   } catch (error) {
     setStatus(`The conversation could not be opened: ${error.message}`);
+    showHistory(); // deleted elsewhere, or expired: the list shows what is there now
     return;
   }
   await restored;
+  if (ticket !== opening || controller) return;
   newChat();
   // A file was kept by name: the model is told so, as the service tells it for a `prompt`.
   const named = (files) => files.map((file) => file.name ?? file.type).join(", ");
@@ -110,7 +117,7 @@ async function openConversation(id) {
 function save() {
   // Whole exchanges only: a question still being answered is not part of the conversation yet.
   const whole = messages.slice(0, messages.length - (messages.length % 2));
-  keep({ messages: whole, model: modelPicker.value || null, conversationId }, textOf);
+  keep({ messages: whole, model: modelPicker.value || null, conversationId, who: shownWho ?? null }, textOf);
 }
 
 /** Offer the models the service allows, when it allows more than one; the saved one first. */
@@ -128,7 +135,10 @@ const filesOf = (content) => (typeof content === "string" ? [] : content.filter(
 
 /** Show the saved conversation again, each answer rendered as it was at its end. */
 async function restore() {
-  const { messages: kept, conversationId: id } = saved();
+  await ready;
+  const { messages: kept, conversationId: id, who } = saved();
+  // Another user's, saved before a sign-in ended without Sign out (a refused refresh).
+  if ((who ?? null) !== shownWho) return forget();
   const alternating = (m, i) => m?.role === (i % 2 ? "assistant" : "user") && m.content != null;
   if (!Array.isArray(kept) || !kept.length || kept.length % 2 || !kept.every(alternating)) return;
   messages = kept;
@@ -161,9 +171,13 @@ async function showConversation(gone = []) {
 // A message sent before the saved conversation is back would go before it.
 const restored = restore();
 
+// Who the page shows as signed in; when that changes, the conversation on screen goes with them.
+let shownWho = null;
 function showAccount() {
   if (!session?.modes.length) return;
   const who = signedInAs(session);
+  if (shownWho && who !== shownWho) newChat();
+  shownWho = who;
   account.hidden = false;
   document.getElementById("who").textContent = who ? `Signed in: ${who}` : "";
   document.getElementById("sign-in").hidden = Boolean(who) || !session.modes.includes("jwt");
@@ -201,6 +215,7 @@ form.addEventListener("submit", async (event) => {
   const text = prompt.value;
   if (!text.trim() || controller) return;
   await restored;
+  opening += 1; // an open still loading would replace what is being sent
   if (editing) replace(text, tray.take());
   else send(text, tray.take());
 });
@@ -430,7 +445,7 @@ async function send(text, files, content = null) {
     // The service keeps a copy: in this conversation, or in a new one whose id `start` brings.
     if (historyOn() && conversationId) body.conversationId = conversationId;
     else if (historyOn()) body.store = true;
-    const last = await streamChat(chatUrl, body, {
+    const last = await streamKept(body, {
       signal: controller.signal,
       headers: signInHeaders(),
       getToken: session ? () => getToken(session) : undefined,
@@ -532,7 +547,8 @@ async function send(text, files, content = null) {
     // A refused refresh signs out: the header and the list must say so. The list also moves this
     // conversation to the top, or shows it for the first time.
     showAccount();
-    showHistory();
+    const touched = answer && conversationId && messages === history;
+    showHistory(touched ? { conversationId, title: textOf(history[0].content) } : null);
     markdownView?.finish();
     window.__render = markdownView?.stats; // what rendering cost, read by the browser tests
     view.assistant.setAttribute("aria-busy", "false");
@@ -556,6 +572,21 @@ async function send(text, files, content = null) {
   }
   save();
   prompt.focus();
+}
+
+/** streamChat, waiting while the conversation's previous answer (one just stopped) is being kept. */
+const BUSY_ATTEMPTS = 10;
+async function streamKept(body, options) {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await streamChat(chatUrl, body, options);
+    } catch (error) {
+      if (!(error instanceof ChatError && error.code === "conversation_busy") || attempt === BUSY_ATTEMPTS) throw error;
+      setStatus("Waiting for the answer just stopped to be kept…");
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      options.signal.throwIfAborted();
+    }
+  }
 }
 
 // A screen reader hears the answer as it grows, a few seconds' worth at a time, not token by token:

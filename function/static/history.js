@@ -7,15 +7,17 @@ export class History {
    * @param {HTMLElement} nav the sidebar, holding an <ol> and a .history-note
    * @param {URL} base where the service is: /conversations is beside /chat
    * @param {() => Promise<object>} headers the sign-in headers, asked for on every request
-   * @param {{onOpen: (id: string) => void, onDelete: (id: string) => void}} handlers
+   * @param {{onOpen: (id: string) => void, onDelete: (id: string) => void, onLeave: () => void}} handlers
+   *   onLeave: where focus goes when the list has nothing left to hold it
    */
-  constructor(nav, base, headers, { onOpen, onDelete }) {
+  constructor(nav, base, headers, { onOpen, onDelete, onLeave }) {
     this.nav = nav;
     this.list = nav.querySelector("ol");
     this.note = nav.querySelector(".history-note");
     this.url = new URL("conversations", base);
     this.headers = headers;
     this.current = null;
+    this.generation = 0; // a list that arrives after a newer request, or after sign-out, is dropped
     this.list.addEventListener("click", (event) => {
       const item = event.target.closest("li");
       if (!item || this.list.classList.contains("busy")) return;
@@ -23,6 +25,7 @@ export class History {
       else if (event.target.closest(".open")) onOpen(item.dataset.id);
     });
     this.onDelete = onDelete;
+    this.onLeave = onLeave;
   }
 
   /** Fetch one conversation, or the list; a refusal is thrown as an Error naming its code. */
@@ -36,15 +39,23 @@ export class History {
     return response;
   }
 
-  /** Show the caller's conversations, the most recently used first. */
-  async refresh() {
+  /** Show the caller's conversations, the most recently used first; `touched`, one just answered,
+   * goes first whatever the list says (the service's index may not have it yet). */
+  async refresh(touched = null) {
     this.nav.hidden = false;
+    const generation = ++this.generation;
     try {
-      const { conversations } = await (await this.request()).json();
+      let { conversations } = await (await this.request()).json();
+      if (generation !== this.generation) return;
+      if (touched) {
+        const listed = conversations.find((c) => c.conversationId === touched.conversationId);
+        const others = conversations.filter((c) => c !== listed);
+        conversations = [{ ...touched, ...listed, updatedAt: Date.now() / 1000 }, ...others];
+      }
       this.list.replaceChildren(...conversations.map((c) => this.item(c)));
       this.note.textContent = conversations.length ? "" : "Conversations you have will show here.";
     } catch (error) {
-      this.note.textContent = `History is unavailable: ${error.message}`;
+      if (generation === this.generation) this.note.textContent = `History is unavailable: ${error.message}`;
     }
   }
 
@@ -64,6 +75,7 @@ export class History {
     remove.setAttribute("aria-label", `Delete the conversation “${title || "Untitled"}”`);
     item.append(open, remove);
     if (conversationId === this.current) open.setAttribute("aria-current", "page");
+    open.disabled = remove.disabled = this.list.classList.contains("busy");
     return item;
   }
 
@@ -79,6 +91,14 @@ export class History {
   /** While an answer is being written, the list waits: opening another would leave it half-shown. */
   setBusy(busy) {
     this.list.classList.toggle("busy", busy);
+    for (const button of this.list.querySelectorAll("button")) button.disabled = busy;
+  }
+
+  /** Put focus on the open conversation, or the first; false if the list is empty. */
+  focus() {
+    const item = this.list.querySelector("[aria-current]") ?? this.list.querySelector(".open");
+    item?.focus();
+    return Boolean(item);
   }
 
   /** Return a conversation as the service keeps it: {conversationId, title, modelId, turns}. */
@@ -88,6 +108,7 @@ export class History {
 
   async remove(id, title) {
     if (!confirm(`Delete the conversation “${title || "Untitled"}”? This cannot be undone.`)) return;
+    const place = [...this.list.children].findIndex((item) => item.dataset.id === id);
     try {
       await this.request(id, { method: "DELETE" });
     } catch (error) {
@@ -96,10 +117,15 @@ export class History {
     }
     this.onDelete(id);
     await this.refresh();
+    // Focus stays in the list, on the conversation that took the deleted one's place.
+    const next = this.list.children[Math.min(place, this.list.children.length - 1)];
+    if (next) next.querySelector(".open").focus();
+    else this.onLeave();
   }
 
   /** Signed out: the list was the last person's. */
   clear() {
+    this.generation += 1;
     this.current = null;
     this.list.replaceChildren();
     this.note.textContent = "";
