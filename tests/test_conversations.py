@@ -10,6 +10,7 @@ import pytest
 
 from standin.server import StandInServer
 from tests.conftest import caller_keys, store_env, wait_for_record
+from tests.faults import FaultyProxy
 from tests.harness import AppProcess, start_app
 from tests.media import b64, pdf, png
 
@@ -381,3 +382,22 @@ def test_a_conversation_expires_with_its_oldest_turn_unless_in_use(dynamodb):
     now[0] += 1000  # unused for its whole TTL: gone, with no turn missing from what it claims
     assert kept.take(conversation_id, "-", "late") is None
     assert kept.meta(conversation_id, "-") is None
+
+
+def test_a_store_that_is_down_leaves_a_messages_client_answered_and_a_prompt_refused(standin, dynamodb):
+    proxy = FaultyProxy(int(dynamodb.url.rsplit(":", 1)[1]))
+    app = start_app(standin.url, **{**store_env(dynamodb), "AWS_ENDPOINT_URL_DYNAMODB": proxy.url})
+    try:
+        start, _, _ = chat(app, {"prompt": "[standin tokens=2] hi"})
+        proxy.break_()
+        body = {"messages": [user("[standin tokens=3] hi")], "conversationId": start["conversationId"]}
+        start, text, end = chat(app, body)
+        assert end["stopReason"] == "end_turn" and text and "conversationId" not in start
+        assert app.log_for(start["requestId"])["conversation"] == "unavailable"
+        refused = httpx.post(
+            f"{app.url}/chat", json={"prompt": "more", "conversationId": body["conversationId"]}, timeout=30
+        )
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "store_unavailable"
+    finally:
+        app.stop()
+        proxy.close()
