@@ -384,7 +384,7 @@ def test_a_conversation_expires_with_its_oldest_turn_unless_in_use(dynamodb):
     assert kept.meta(conversation_id, "-") is None
 
 
-def test_a_store_that_is_down_leaves_a_messages_client_answered_and_a_prompt_refused(standin, dynamodb):
+def test_a_store_that_is_down_refuses_only_a_prompt_that_needs_its_history(standin, dynamodb):
     proxy = FaultyProxy(int(dynamodb.url.rsplit(":", 1)[1]))
     app = start_app(standin.url, **{**store_env(dynamodb), "AWS_ENDPOINT_URL_DYNAMODB": proxy.url})
     try:
@@ -394,6 +394,9 @@ def test_a_store_that_is_down_leaves_a_messages_client_answered_and_a_prompt_ref
         start, text, end = chat(app, body)
         assert end["stopReason"] == "end_turn" and text and "conversationId" not in start
         assert app.log_for(start["requestId"])["conversation"] == "unavailable"
+        # A new conversation needs no history either.
+        start, text, end = chat(app, {"prompt": "[standin tokens=3] hello"})
+        assert end["stopReason"] == "end_turn" and text and "conversationId" not in start
         refused = httpx.post(
             f"{app.url}/chat", json={"prompt": "more", "conversationId": body["conversationId"]}, timeout=30
         )

@@ -261,8 +261,9 @@ def _conversation(store: Store, chat_request: ChatRequest, stream_id: str) -> Ke
 
     With a `prompt` the service holds the history: the stored turns go first. With `messages` the
     client holds it, and the conversation keeps a copy: kept turns from the first message that
-    differs on (an edit, a retry) are replaced. Such a client needs no store to be answered, so a
-    store that fails leaves its exchange unkept, never unanswered.
+    differs on (an edit, a retry) are replaced. Only a `prompt` going on with a conversation needs
+    the store to be answered: otherwise a store that fails leaves the exchange unkept, never
+    unanswered.
     """
     keep = chat_request.store if chat_request.store is not None else chat_request.prompt is not None
     if not keep:
@@ -298,8 +299,8 @@ def _conversation(store: Store, chat_request: ChatRequest, stream_id: str) -> Ke
         message = "another answer is being written in this conversation; send again once it has ended"
         raise Refusal(409, "conversation_busy", message) from None
     except StoreError:
-        if chat_request.prompt is not None:
-            raise store_unavailable() from None
+        if chat_request.prompt is not None and chat_request.conversation_id is not None:
+            raise store_unavailable() from None  # its history is there
         g.log_fields["conversation"] = "unavailable"
         return None
     keeper.first, keeper.turns = held["turns"], turns
