@@ -467,7 +467,8 @@ class Keeper(Listener):
             writes = conversations.record(
                 self.conversation_id, self.first, turns, self.held, self.stream_id, self.model_id
             )
-            summary.store_requests = (summary.store_requests or 0) + writes
+            # The hold taken (or the conversation made) when the request came, and these writes.
+            summary.store_requests = (summary.store_requests or 0) + 1 + writes
             self._renew = conversations.due(self.held)  # after the client has its end, not before
         except StoreError:
             # Not kept; the hold is freed when the response closes, or lapses by itself.
