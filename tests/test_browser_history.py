@@ -223,8 +223,10 @@ def test_a_file_is_kept_by_name_and_shown_so_when_reopened(page: Page, app_and_k
     page.locator(f"{ITEMS} .open").first.click()
     expect(page.locator(".turn .not-kept")).to_have_text("image (png): not kept")
     converse(page, "and now? [standin tokens=2 tps=0]")
-    # The file itself is gone: what goes on is its question.
+    # The file itself is gone: what goes on is its question, and the kept copy still names it.
     assert sent[-1]["messages"][0] == {"role": "user", "content": "what is this? [standin tokens=2 tps=0]"}
+    turns = stored(app, key, sent[-1]["conversationId"]).json()["turns"]
+    assert turns[0]["files"] == [{"type": "image", "format": "png"}] and len(turns) == 4
 
 
 def test_stop_then_retry_waits_for_the_stopped_answer_and_keeps_one_conversation(page: Page, app_and_key):

@@ -404,3 +404,71 @@ def test_a_store_that_is_down_refuses_only_a_prompt_that_needs_its_history(stand
     finally:
         app.stop()
         proxy.close()
+
+
+def test_only_a_conversation_an_answer_made_is_deleted_when_it_keeps_nothing(dynamodb):
+    """An edit counted down to nothing that then failed is let go, not deleted."""
+    kept = local(dynamodb)
+    conversation_id, _ = begun(kept, [user("q"), assistant("a")])
+    kept.store.call("update_item", **kept._counted(conversation_id, 0, "", "next"))
+    kept.release(conversation_id, "next")
+    assert kept.meta(conversation_id, "-") is not None
+    assert kept.take(conversation_id, "-", "again") is not None  # and the hold is free
+
+
+def test_a_reopened_copy_matches_what_was_kept(dynamodb):
+    """A client that opened a kept copy sends its files' turns as text: they still match."""
+    from bedrock_relay.conversations import asked, differs
+
+    kept = local(dynamodb)
+    image = {"image": {"format": "png", "source": {"bytes": b"x"}}}
+    document = {"document": {"format": "pdf", "name": "report", "source": {"bytes": b"x"}}}
+    sent = [
+        {"role": "user", "content": [image]},
+        {"role": "assistant", "content": [{"text": "grey"}]},
+        {"role": "user", "content": [{"text": "and this?"}, document]},
+        {"role": "assistant", "content": [{"text": "a report"}]},
+    ]
+    _, held = begun(kept, asked(sent))
+    reopened = [
+        user("(files not kept: image)"),
+        assistant("grey"),
+        user("and this?"),
+        assistant("a report"),
+        user("thanks"),
+    ]
+    messages = [{"role": t["role"], "content": [{"text": t["content"]}]} for t in reopened]
+    assert differs(held, asked(messages)) == 4
+
+
+def test_a_new_conversation_survives_the_sdk_retrying_its_making(dynamodb):
+    from bedrock_relay.conversations import new_id
+    from bedrock_relay.store import StoreError
+
+    kept = local(dynamodb)
+    conversation_id = new_id()
+    first = kept.create(conversation_id, "-", "t", "stream")
+    assert kept.create(conversation_id, "-", "t", "stream") == first
+    with pytest.raises(StoreError):
+        kept.create(conversation_id, "-", "t", "another stream")
+
+
+def test_an_answer_whose_hold_lapsed_writes_nothing(dynamodb):
+    from bedrock_relay.store import StoreError
+
+    kept = local(dynamodb)
+    conversation_id, held = begun(kept, [user("q"), assistant("a")])
+    # Its hold lapsed, and another answer took the conversation.
+    kept.store.call(
+        "update_item",
+        Key={"pk": {"S": f"c#{conversation_id}"}, "sk": {"S": "m"}},
+        UpdateExpression="SET busyStream = :other",
+        ExpressionAttributeValues={":other": {"S": "other"}},
+    )
+    before = stored_items(dynamodb, conversation_id)
+    long = [user(str(n)) if n % 2 else assistant(str(n)) for n in range(3, 243)]
+    with pytest.raises(StoreError):
+        kept.record(conversation_id, 2, long, held, "next", "m")  # chunked: too long for one
+    with pytest.raises(StoreError):
+        kept.record(conversation_id, 2, long[:2], held, "next", "m")  # one transaction
+    assert stored_items(dynamodb, conversation_id) == before

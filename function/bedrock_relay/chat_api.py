@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -23,7 +25,7 @@ from .validation import ChatRequest, InvalidRequest, parse_body, validate
 
 if TYPE_CHECKING:
     from .answer_cache import Hit
-    from .conversations import Keeper
+    from .conversations import Conversations, Keeper
     from .quotas import Lease
     from .recorder import Recorder
     from .store import Store
@@ -275,8 +277,9 @@ def _conversation(store: Store, chat_request: ChatRequest, stream_id: str) -> Ke
     conversations, who, conversation_id = conversations_of(store), owner(), chat_request.conversation_id
     messages = chat_request.converse_args["messages"]
     turns = asked(messages)
+    made = conversation_id is None
     try:
-        if conversation_id is None:
+        if made:
             # The client may send the id back to go on.
             conversation_id, title = new_id(), turns[0]["content"] or "Untitled"
             held = conversations.create(conversation_id, who, title, stream_id)
@@ -285,7 +288,7 @@ def _conversation(store: Store, chat_request: ChatRequest, stream_id: str) -> Ke
             if held is None:
                 raise Refusal(404, "not_found", "no such conversation: it is unknown, expired, or not yours")
         keeper = Keeper(conversations, conversation_id, held, stream_id)
-        keeper.model_id = chat_request.model_id
+        keeper.model_id, keeper.made = chat_request.model_id, made
         if chat_request.prompt is None:
             keeper.first = differs(held, turns)
             keeper.turns = turns[keeper.first :]
@@ -299,13 +302,24 @@ def _conversation(store: Store, chat_request: ChatRequest, stream_id: str) -> Ke
         message = "another answer is being written in this conversation; send again once it has ended"
         raise Refusal(409, "conversation_busy", message) from None
     except StoreError:
-        if chat_request.prompt is not None and chat_request.conversation_id is not None:
+        # The hold may have been taken before the store failed: let it go if the store lets us,
+        # off this request's path (a store that hangs would make it wait twice).
+        held_by = (conversations, conversation_id, stream_id, made)
+        threading.Thread(target=_let_go, args=held_by, daemon=True).start()
+        if not made and chat_request.prompt is not None:
             raise store_unavailable() from None  # its history is there
         g.log_fields["conversation"] = "unavailable"
         return None
     keeper.first, keeper.turns = held["turns"], turns
     messages[:0] = [as_message(turn) for turn in kept]
     return keeper
+
+
+def _let_go(conversations: Conversations, conversation_id: str, stream_id: str, made: bool) -> None:
+    from .store import StoreError
+
+    with contextlib.suppress(StoreError):
+        conversations.release(conversation_id, stream_id, made)
 
 
 def respond(relay: Relay, media_type: str, headers: dict[str, str]) -> Response:

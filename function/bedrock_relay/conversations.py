@@ -89,7 +89,17 @@ class Conversations:
         }
         if owner != "-":
             item["convOwner"] = {"S": owner}  # listed by owner only when there is one
-        self.store.call("put_item", Item=item, ConditionExpression="attribute_not_exists(pk)")
+        try:
+            self.store.call(
+                "put_item",
+                Item=item,
+                ConditionExpression="attribute_not_exists(pk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            # The SDK's retry of a write that had gone through finds it there: it is this one.
+            if exc.response.get("Item", {}).get("busyStream") != {"S": stream_id}:
+                raise StoreError("a new conversation's id was taken") from None
         return _held(item)
 
     def take(self, conversation_id: str, owner: str, stream_id: str) -> dict | None:
@@ -196,8 +206,16 @@ class Conversations:
                     raise StoreError("the conversation's hold lapsed") from None
             early, puts = puts, []
         final = [*puts, last]
-        for chunk in _chunks(early):
-            self.store.transact(chunk)
+        # Each checked against the hold: an answer whose hold lapsed writes nothing.
+        hold = {
+            "ConditionCheck": {
+                "Key": _key(conversation_id, META),
+                "ConditionExpression": "busyStream = :stream",
+                "ExpressionAttributeValues": {":stream": {"S": stream_id}},
+            }
+        }
+        for chunk in _chunks(early, hold):
+            self.store.transact([*chunk, hold])
         if first < held["turns"]:
             final += self._stale(conversation_id, first, [*early, *puts], MAX_TRANSACTION_ITEMS - len(final))
         self.store.transact(final)
@@ -289,6 +307,7 @@ class Conversations:
             "KeyConditionExpression": "pk = :pk",
             "ExpressionAttributeValues": {":pk": {"S": f"c#{conversation_id}"}},
             "ProjectionExpression": "pk, sk",
+            "ConsistentRead": True,  # renew must not miss a turn just written
         }
         while True:
             answer = self.store.call("query", **query)
@@ -297,17 +316,19 @@ class Conversations:
                 return items
             query["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
-    def release(self, conversation_id: str, stream_id: str) -> None:
-        """Let the next answer in, with no turns added; a new conversation that kept none is deleted."""
+    def release(self, conversation_id: str, stream_id: str, made: bool = False) -> None:
+        """Let the next answer in, with no turns added; a conversation this answer `made`, which
+        kept none, is deleted."""
+        if made:
+            with contextlib.suppress(ClientError):  # it kept a turn after all, or its hold lapsed
+                self.store.call(
+                    "delete_item",
+                    Key=_key(conversation_id, META),
+                    ConditionExpression="busyStream = :stream AND turns = :none",
+                    ExpressionAttributeValues={":stream": {"S": stream_id}, ":none": {"N": "0"}},
+                )
+                return
         with contextlib.suppress(ClientError):  # the hold lapsed and another answer has it, or deleted
-            self.store.call(
-                "delete_item",
-                Key=_key(conversation_id, META),
-                ConditionExpression="busyStream = :stream AND turns = :none",
-                ExpressionAttributeValues={":stream": {"S": stream_id}, ":none": {"N": "0"}},
-            )
-            return
-        with contextlib.suppress(ClientError):
             self.store.call(
                 "update_item",
                 Key=_key(conversation_id, META),
@@ -356,11 +377,11 @@ def _fits(actions: list[dict]) -> bool:
     return len(actions) <= MAX_TRANSACTION_ITEMS and sum(map(_size, actions)) <= MAX_TRANSACTION_BYTES
 
 
-def _chunks(actions: list[dict]) -> list[list[dict]]:
-    """Split actions into transactions DynamoDB takes, in order."""
+def _chunks(actions: list[dict], extra: dict) -> list[list[dict]]:
+    """Split actions into transactions DynamoDB takes, in order, each with room for `extra`."""
     chunks: list[list[dict]] = [[]]
     for action in actions:
-        if not _fits([*chunks[-1], action]):
+        if not _fits([*chunks[-1], action, extra]):
             chunks.append([])
         chunks[-1].append(action)
     return [chunk for chunk in chunks if chunk]
@@ -378,8 +399,9 @@ def _held(item: dict) -> dict:
 
 
 def digest(turn: dict) -> str:
-    """A short digest of a turn as kept: its role, text and files' names."""
-    kept = json.dumps([turn["role"], turn["content"], turn.get("files", [])], ensure_ascii=False)
+    """A short digest of a turn: its role and its text as a kept copy gives it back (a message of
+    files alone as the files' names), so a client that reopens a kept copy sends the same."""
+    kept = json.dumps([turn["role"], as_message(turn)["content"][0]["text"]], ensure_ascii=False)
     return hashlib.sha256(kept.encode()).hexdigest()[:DIGEST_CHARACTERS]
 
 
@@ -440,6 +462,7 @@ class Keeper(Listener):
         self.conversations = conversations
         self.conversation_id = conversation_id
         self.held = held  # what take() or create() returned
+        self.made = False  # made by this answer (create), so deleted if it keeps nothing
         self.stream_id = stream_id  # the answer holding the conversation
         self.turns: list[dict] = []  # the turns to keep ahead of the answer, numbered from `first`
         self.first = 0
@@ -490,4 +513,4 @@ class Keeper(Listener):
 
     def _free(self) -> None:
         with contextlib.suppress(StoreError):
-            self.conversations.release(self.conversation_id, self.stream_id)
+            self.conversations.release(self.conversation_id, self.stream_id, self.made)

@@ -13,7 +13,7 @@ import { ACCEPT, Tray, contentOf, fileOf, held, notKept, preview } from "./attac
 import { History } from "./history.js";
 import { forget, keep, saved } from "./saved.js";
 import { endStats, liveStats, showStats } from "./stats.js";
-import { ChatError, cancelChat, streamChat } from "./stream-chat.js";
+import { ChatError, cancelChat, sleep, streamChat } from "./stream-chat.js";
 
 const chatUrl = new URL(document.body.dataset.chatUrl, document.baseURI);
 const conversation = document.getElementById("conversation");
@@ -583,8 +583,7 @@ async function streamKept(body, options) {
     } catch (error) {
       if (!(error instanceof ChatError && error.code === "conversation_busy") || attempt === BUSY_ATTEMPTS) throw error;
       setStatus("Waiting for the answer just stopped to be kept…");
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-      options.signal.throwIfAborted();
+      await sleep(1000, options.signal);
     }
   }
 }

@@ -128,7 +128,8 @@ function resumable(error) {
   return error instanceof TypeError; // fetch's network failure
 }
 
-function sleep(ms, signal) {
+/** Wait `ms`, or until `signal` aborts (then reject with its reason). */
+export function sleep(ms, signal) {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const timer = setTimeout(resolve, ms);
