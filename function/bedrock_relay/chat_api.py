@@ -271,7 +271,7 @@ def _conversation(store: Store, chat_request: ChatRequest, stream_id: str) -> Ke
     if not keep:
         return None
     from .conversations import Busy, Keeper, as_message, asked, differs, new_id
-    from .conversations_api import conversations_of
+    from .conversations_api import NO_SUCH_CONVERSATION, conversations_of
     from .store import StoreError
 
     conversations, who, conversation_id = conversations_of(store), owner(), chat_request.conversation_id
@@ -286,7 +286,7 @@ def _conversation(store: Store, chat_request: ChatRequest, stream_id: str) -> Ke
         else:
             held = conversations.take(conversation_id, who, stream_id)
             if held is None:
-                raise Refusal(404, "not_found", "no such conversation: it is unknown, expired, or not yours")
+                raise Refusal(404, "not_found", NO_SUCH_CONVERSATION)
         keeper = Keeper(conversations, conversation_id, held, stream_id)
         keeper.model_id, keeper.made = chat_request.model_id, made
         if chat_request.prompt is None:

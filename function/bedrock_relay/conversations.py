@@ -207,13 +207,7 @@ class Conversations:
             early, puts = puts, []
         final = [*puts, last]
         # Each checked against the hold: an answer whose hold lapsed writes nothing.
-        hold = {
-            "ConditionCheck": {
-                "Key": _key(conversation_id, META),
-                "ConditionExpression": "busyStream = :stream",
-                "ExpressionAttributeValues": {":stream": {"S": stream_id}},
-            }
-        }
+        hold = {"ConditionCheck": _while_held(conversation_id, stream_id)}
         for chunk in _chunks(early, hold):
             self.store.transact([*chunk, hold])
         if first < held["turns"]:
@@ -227,16 +221,11 @@ class Conversations:
         """The update that sets how many turns a conversation holds; with the model, it also ends
         the answer's hold. Only while the answer holds it: one whose hold lapsed writes nothing."""
         update = "SET turns = :turns, digests = :digests"
-        values = {":turns": {"N": str(count)}, ":digests": {"S": digests}, ":stream": {"S": stream_id}}
+        values = {":turns": {"N": str(count)}, ":digests": {"S": digests}}
         if model_id is not None:
             update = f"REMOVE busyUntil, busyStream {update}, updatedAt = :now, modelId = :model"
             values |= {":now": self._now(), ":model": {"S": model_id}}
-        return {
-            "Key": _key(conversation_id, META),
-            "UpdateExpression": update,
-            "ConditionExpression": "busyStream = :stream",
-            "ExpressionAttributeValues": values,
-        }
+        return {**_while_held(conversation_id, stream_id, values=values), "UpdateExpression": update}
 
     @staticmethod
     def _turn_items(conversation_id: str, first: int, turns: list[dict], expires: dict) -> list[dict]:
@@ -320,22 +309,13 @@ class Conversations:
         """Let the next answer in, with no turns added; a conversation this answer `made`, which
         kept none, is deleted."""
         if made:
+            kept_none = _while_held(conversation_id, stream_id, "turns = :none", {":none": {"N": "0"}})
             with contextlib.suppress(ClientError):  # it kept a turn after all, or its hold lapsed
-                self.store.call(
-                    "delete_item",
-                    Key=_key(conversation_id, META),
-                    ConditionExpression="busyStream = :stream AND turns = :none",
-                    ExpressionAttributeValues={":stream": {"S": stream_id}, ":none": {"N": "0"}},
-                )
+                self.store.call("delete_item", **kept_none)
                 return
+        let_go = _while_held(conversation_id, stream_id)
         with contextlib.suppress(ClientError):  # the hold lapsed and another answer has it, or deleted
-            self.store.call(
-                "update_item",
-                Key=_key(conversation_id, META),
-                UpdateExpression="REMOVE busyUntil, busyStream",
-                ConditionExpression="busyStream = :stream",
-                ExpressionAttributeValues={":stream": {"S": stream_id}},
-            )
+            self.store.call("update_item", **let_go, UpdateExpression="REMOVE busyUntil, busyStream")
 
     def delete(self, conversation_id: str) -> None:
         """Delete the conversation: its meta item first, so it is gone at once, then its turns."""
@@ -360,6 +340,16 @@ class Conversations:
             if int(item["expiresAt"]["N"]) > now
             and (int(item["turns"]["N"]) or int(item.get("busyUntil", {"N": "0"})["N"]) > now)
         ]
+
+
+def _while_held(conversation_id: str, stream_id: str, also: str = "", values: dict | None = None) -> dict:
+    """The key and condition of a write to the meta item that only the answer holding it may make
+    (and only if `also` holds), with the condition's and the write's `values`."""
+    return {
+        "Key": _key(conversation_id, META),
+        "ConditionExpression": " AND ".join(filter(None, ["busyStream = :stream", also])),
+        "ExpressionAttributeValues": {":stream": {"S": stream_id}, **(values or {})},
+    }
 
 
 def _number(put: dict) -> int:
