@@ -79,6 +79,16 @@ def wait_for_record(standin: StandInServer, tag: str, outcome: str, timeout: flo
     raise AssertionError(f"stand-in request {tag!r} never reached {outcome!r}; saw {seen}")
 
 
+def wait_until(condition, timeout: float = 10.0) -> bool:
+    """Whether the condition comes true within the timeout, asked every 0.2 s."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
 @dataclass
 class LocalStore:
     """The local DynamoDB, in a process of its own, and its table."""

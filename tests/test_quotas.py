@@ -14,7 +14,7 @@ import pytest
 from bedrock_relay.settings import SettingsError, from_env
 
 from standin.server import StandInServer
-from tests.conftest import caller_keys, store_env, wait_for_record
+from tests.conftest import caller_keys, store_env, wait_for_record, wait_until
 from tests.faults import FaultyProxy
 from tests.harness import AppProcess, start_app
 from tests.test_store import SSE, sse_events
@@ -193,15 +193,6 @@ def test_a_crashed_environment_leaks_its_slot_only_until_its_time_is_up(standin,
         assert time.time() - taken_at >= 3
     finally:
         doomed.stop()
-
-
-def wait_until(condition, timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def test_the_daily_budget_is_counted_across_environments_and_refuses_before_bedrock(pair, keys, standin):

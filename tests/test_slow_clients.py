@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from standin.server import StandInServer
-from tests.conftest import wait_for_record
+from tests.conftest import wait_for_record, wait_until
 from tests.harness import AppProcess, start_app
 
 THREADS = 4
@@ -145,6 +145,10 @@ def test_healthz_answers_while_every_thread_streams_and_the_wait_is_logged(small
                 b"POST /chat HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n"
                 b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
             )
+            # The busy streams are let go only once the server holds the request as waiting:
+            # released before it is read, it would find a free thread and wait for nothing.
+            health_url = f"{small_app.url}/healthz"
+            assert wait_until(lambda: httpx.get(health_url, timeout=5).json()["requestsWaiting"] == 1)
         for index in range(THREADS):
             wait_for_record(standin, f"busy-{index}", "client_closed")
         queued.settimeout(30)
