@@ -30,6 +30,12 @@ LIMIT = 100
         (HEAD + b"Transfer-Encoding: chunked\r\n\r\n+3\r\nabc\r\n", True),
         (HEAD + b"Transfer-Encoding: chunked\r\n\r\n64\r\n" + b"a" * 90, False),
         (HEAD + b"Transfer-Encoding: chunked\r\n\r\n65\r\n" + b"a" * 101, True),  # past the limit
+        # The limit is on the data, not its framing: a body of exactly the limit waits for its end.
+        (HEAD + b"Transfer-Encoding: chunked\r\n\r\n32\r\n" + b"a" * 50 + b"\r\n32\r\n" + b"a" * 50, False),
+        (HEAD + b"Transfer-Encoding: chunked\r\n\r\n32\r\n" + b"a" * 50 + b"\r\n33\r\n" + b"a" * 51, True),
+        # Tiny chunks' framing may double what the loop holds (33 chunks, 198 bytes), no more.
+        (HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + b"1\r\na\r\n" * 33, False),
+        (HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + b"1\r\na\r\n" * 34, True),
         (HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + b"1" * 2000, True),  # no size line is this long
     ],
 )

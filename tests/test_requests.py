@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import time
 
 import httpx
 import pytest
@@ -130,6 +131,31 @@ def test_a_body_of_exactly_the_limit_is_read_chunked_or_not(client):
         response = client.post("/chat", content=content)
         assert response.status_code != 413, response.text
     assert_error(client.post("/chat", content=iter([body, b" "])), 413, "request_too_large")
+
+
+def test_a_chunked_body_is_limited_by_its_data_on_a_kept_alive_connection(app):
+    # The first request is gathered past the first piece handed to the parser. The second's framing
+    # takes it past the limit before its data does: it waits for its data, and is refused for it.
+    first = json.dumps({"prompt": "x" * 150_000, "colour": "red"}).encode()
+    second = b'{"prompt": "' + b"x" * LIMIT + b'"}'
+    host, port = app.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(
+            b"POST /chat HTTP/1.1\r\nHost: relay\r\nContent-Length: %d\r\n\r\n%s" % (len(first), first)
+        )
+        sock.sendall(
+            b"POST /chat HTTP/1.1\r\nHost: relay\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"%x\r\n%s" % (len(second), second[: LIMIT - 5])
+        )
+        time.sleep(0.3)  # long enough for a thread to have taken the request too soon
+        sock.sendall(second[LIMIT - 5 :] + b"\r\n0\r\n\r\n")
+        sock.sendall(b"GET /nowhere HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n")
+        sock.settimeout(30)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert re.findall(rb"HTTP/1\.1 (\d{3})", answer) == [b"400", b"413", b"404"], answer[-500:]
+    assert b"request_too_large" in answer
 
 
 def test_input_is_echoed_only_as_a_short_marked_excerpt(app, client):

@@ -225,6 +225,22 @@ def test_pipelined_requests_are_each_answered(small_app):
     assert answer.count(b"HTTP/1.1 404 NOT FOUND") == 3
 
 
+def test_pipelined_requests_behind_large_bodies_are_each_answered(small_app):
+    # Gathered past the first piece handed to the parser: the second request's start is still held
+    # when the first is answered, and must begin the next request, not be lost.
+    body = json.dumps({"prompt": "x" * 150_000, "colour": "red"}).encode()
+    post = b"POST /chat HTTP/1.1\r\nHost: relay\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    with connect(small_app) as sock:
+        sock.sendall(post * 2 + b"GET /nowhere HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n")
+        sock.settimeout(READ_TIMEOUT + 10)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.count(b"HTTP/1.1 400 BAD REQUEST") == 2, answer[:2000]
+    assert answer.count(b"unknown field 'colour'") == 2
+    assert answer.count(b"HTTP/1.1 404 NOT FOUND") == 1
+
+
 def test_time_waiting_for_a_thread_is_in_every_log_line(small_app):
     answer = chat(small_app)
     record = small_app.log_for(answer.headers["x-request-id"])

@@ -60,10 +60,15 @@ def _fields(head: bytes) -> dict[bytes, bytes] | None:
 
 
 def _chunked_whole(buffer: bytes, start: int, body_limit: int, progress: dict) -> bool:
-    """Tell whether a chunked body has ended, is malformed, or is already past the limit."""
+    """Tell whether a chunked body has ended, is malformed, or is already past the limit.
+
+    The limit is on the body's data, as the app counts it, not on its chunk framing. The framing of
+    tiny chunks may at most double what the loop holds: past that, a thread reads the rest.
+    """
     position = progress.get("next_chunk", start)
+    data = progress.get("data", 0)  # the data of the chunks walked so far
     while True:
-        if position - start > body_limit:
+        if data > body_limit or position - start > 2 * body_limit:
             return True  # the app reads to one byte over its limit and refuses the body
         line_end = buffer.find(b"\r\n", position)
         if line_end < 0:
@@ -72,10 +77,14 @@ def _chunked_whole(buffer: bytes, start: int, body_limit: int, progress: dict) -
         if not size or len(size) > 16 or not set(size) <= _HEX:
             return True  # malformed: the app answers 400 at once
         after = line_end + 2
-        if int(size, 16) == 0:
+        length = int(size, 16)
+        if length == 0:
             # The last chunk, then trailer lines, ended by an empty line.
             return buffer.startswith(b"\r\n", after) or buffer.find(HEAD_END, line_end) >= 0
-        position = after + int(size, 16) + 2
+        position = after + length + 2
         if position > len(buffer):
-            return len(buffer) - start > body_limit
-        progress["next_chunk"] = position  # this chunk is all here: never walked again
+            # A chunk still arriving: what has come of its data may already be past the limit.
+            return data + min(length, len(buffer) - after) > body_limit
+        data += length
+        # This chunk is all here: never walked again.
+        progress["next_chunk"], progress["data"] = position, data

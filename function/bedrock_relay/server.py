@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import html
+import io
 import json
 import re
 import selectors
@@ -57,20 +58,34 @@ def _hand_over(unreader: Any, held: bytes) -> None:
     """Give the parser a gathered request: its start now, the rest as if read from the socket."""
     unreader.unread(held[:HELD_PIECE])
     rest = memoryview(held)[HELD_PIECE:]
-    if not rest:
-        return
-    from_socket = unreader.chunk
+    if rest:
+        unreader.chunk = _Dispenser(unreader, rest)
 
-    def chunk(size_hint: int | None = None) -> bytes:
-        nonlocal rest
-        if not rest:
-            del unreader.chunk  # all handed over: reads go to the socket again
-            return from_socket(size_hint)
+
+def _give_back(unreader: Any) -> None:
+    """End a hand-over: bytes still held (a pipelined next request) join the parser's own buffer."""
+    dispenser = unreader.__dict__.pop("chunk", None)
+    if dispenser is not None and dispenser.rest:
+        # There gunicorn sees them, and starts the next request from them instead of waiting on the
+        # socket; they come after what the parser took and gave back.
+        unreader.buf.seek(0, io.SEEK_END)
+        unreader.buf.write(dispenser.rest)
+
+
+class _Dispenser:
+    """Stands in for a parser's socket read while gathered bytes last, then hands reads back to it."""
+
+    def __init__(self, unreader: Any, rest: memoryview):
+        self.unreader = unreader
+        self.rest = rest
+
+    def __call__(self, size_hint: int | None = None) -> bytes:
+        if not self.rest:
+            self.unreader.__dict__.pop("chunk", None)  # the socket's own read from now on
+            return self.unreader.chunk(size_hint)
         size = max(HELD_PIECE, size_hint or 0)
-        piece, rest = bytes(rest[:size]), rest[size:]
+        piece, self.rest = bytes(self.rest[:size]), self.rest[size:]
         return piece
-
-    unreader.chunk = chunk
 
 
 class _Conn(TConn):
@@ -277,6 +292,8 @@ class RelayWorker(ThreadWorker):
         try:
             return super().handle(conn)
         finally:
+            if isinstance(conn, _Conn) and conn.parser is not None:
+                _give_back(conn.parser.unreader)
             with self.counts_lock:
                 self.busy -= 1
 
