@@ -97,13 +97,16 @@ class LocalStore:
     table: str
     process: subprocess.Popen
 
-    def client(self):
-        """A DynamoDB client for the tests' own looks at the table, with dummy credentials."""
+    def client(self, via: str | None = None):
+        """A DynamoDB client for the tests' own looks at the table (through `via`, a proxy, if given),
+        with dummy credentials and the app's two attempts a call."""
         import boto3
+        from botocore.config import Config
 
         return boto3.client(
             "dynamodb",
-            endpoint_url=self.url,
+            endpoint_url=via or self.url,
+            config=Config(retries={"mode": "standard", "total_max_attempts": 2}),
             region_name="us-east-1",
             aws_access_key_id="testing",
             aws_secret_access_key="testing",

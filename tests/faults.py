@@ -16,6 +16,7 @@ class FaultyProxy:
         self.port = self.listener.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.broken = False
+        self.connections = 0  # accepted, broken or not: how often a client tried
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -26,6 +27,7 @@ class FaultyProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            self.connections += 1
             if self.broken:
                 client.close()
                 continue

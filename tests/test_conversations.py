@@ -406,6 +406,43 @@ def test_a_store_that_is_down_refuses_only_a_prompt_that_needs_its_history(stand
         proxy.close()
 
 
+def test_a_store_that_failed_is_not_waited_on_before_a_first_token_until_a_call_succeeds(dynamodb):
+    from bedrock_relay.answer_cache import AnswerCache
+    from bedrock_relay.conversations import Conversations, new_id
+    from bedrock_relay.store import Store, StoreError
+
+    proxy = FaultyProxy(int(dynamodb.url.rsplit(":", 1)[1]))
+    try:
+        store = Store(dynamodb.client(via=proxy.url), dynamodb.table, 60)
+        kept, cache = Conversations(store, 1000), AnswerCache(store, 60)
+        conversation_id = new_id()
+        kept.create(conversation_id, "alice", "hello", "first")
+        with pytest.raises(StoreError):
+            store.call("get_item", Key={"pk": {"S": "half-a-key"}})
+        assert not store.down  # a request the store refused is not the store failing
+        proxy.break_()
+        with pytest.raises(StoreError):
+            kept.release(conversation_id, "first", made=False)
+        tried = proxy.connections
+        assert store.down
+        # What a first token waits on fails at once, without a try that could cost its timeouts.
+        for waited_on in (
+            lambda: kept.take(conversation_id, "alice", "second"),
+            lambda: kept.create(new_id(), "alice", "hello", "third"),
+            lambda: cache.answer("some-key"),
+        ):
+            with pytest.raises(StoreError):
+                waited_on()
+        assert proxy.connections == tried
+        # Writes off that path go on trying; the first that succeeds ends the wait.
+        proxy.heal()
+        kept.release(conversation_id, "first", made=False)
+        assert not store.down and proxy.connections > tried
+        assert kept.take(conversation_id, "alice", "second")["turns"] == 0
+    finally:
+        proxy.close()
+
+
 def test_only_a_conversation_an_answer_made_is_deleted_when_it_keeps_nothing(dynamodb):
     """An edit counted down to nothing that then failed is let go, not deleted."""
     kept = local(dynamodb)

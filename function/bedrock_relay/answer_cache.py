@@ -68,6 +68,7 @@ class AnswerCache:
     def answer(self, key: str) -> Hit | None:
         """Return the cached answer to this key, read whole; None if there is none, or if what is
         stored is no longer whole (its items expired), which is then forgotten. Raise StoreError."""
+        self.store.check_up()  # the first token waits on this
         stream_id = self.find(key)
         if stream_id is None:
             return None

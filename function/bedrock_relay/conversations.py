@@ -75,6 +75,7 @@ class Conversations:
         Made before the answer, so the id the client is sent names a conversation at once: a
         request that follows quickly (a retry after Stop) is told it is busy, not unknown.
         """
+        self.store.check_up()  # the first token waits on this
         now = self.clock()
         item = {
             **_key(conversation_id, META),
@@ -108,6 +109,7 @@ class Conversations:
 
         One conditional write checks the owner and that no other answer holds it; raises Busy if one does.
         """
+        self.store.check_up()  # the first token waits on this
         now = int(self.clock())
         try:
             answer = self.store.call(

@@ -23,9 +23,6 @@ SORT = "usage"
 # Each admission reads the caller's item, then writes it if no other admission wrote it since;
 # a caller's streams starting in the same instant may each need a fresh read, a moment apart.
 ADMIT_ATTEMPTS = 6
-# After the store fails, the limits are skipped this long: a store that hangs must not add its
-# timeouts to every stream's first token.
-STORE_DOWN_SECONDS = 30.0
 # A caller's item outlives its last use by this long; TTL then deletes it for free.
 KEEP_SECONDS = 3 * 86_400
 SETTLE_ATTEMPTS = 3
@@ -83,7 +80,6 @@ class Quotas:
         self.daily_tokens = daily_tokens  # 0: not limited, but still counted
         self.retry_after_seconds = retry_after_seconds
         self.clock = clock
-        self._down_until = 0.0  # monotonic time until which the store is taken to be down
 
     def standing(self, who: str) -> Standing:
         """Read a caller's item, strongly consistent: another environment may have written it just now."""
@@ -108,7 +104,7 @@ class Quotas:
         A store that cannot be reached costs the limits, never the stream: it is let through.
         """
         requests = 0  # DynamoDB requests, for the log line's storeRequests
-        if self.store_down:
+        if self.store.down:
             return Lease(self, who, stream_id, held=False, requests=requests)
         try:
             for attempt in range(ADMIT_ATTEMPTS):
@@ -121,19 +117,10 @@ class Quotas:
                 if self._take(who, stream_id, until, standing):
                     return Lease(self, who, stream_id, held=True, requests=requests)
         except StoreError as exc:
-            self.store_failed(exc)
+            logger.warning("per-caller limits are not applied to this stream: %s", exc)
             return Lease(self, who, stream_id, held=False, requests=requests)
         message = "too many of your streams are starting at once; send again in a moment"
         raise Refusal(429, "too_many_streams", message, {"Retry-After": "1"})
-
-    def store_failed(self, exc: StoreError) -> None:
-        """Skip the limits for a while: the store is failing, and each try could cost its timeouts."""
-        logger.warning("per-caller limits are not applied for %gs: %s", STORE_DOWN_SECONDS, exc)
-        self._down_until = time.monotonic() + STORE_DOWN_SECONDS
-
-    @property
-    def store_down(self) -> bool:
-        return time.monotonic() < self._down_until
 
     def _check(self, standing: Standing) -> None:
         now = self.clock()
@@ -237,7 +224,7 @@ class Lease(Listener):
     def on_end(self, summary: Summary) -> None:
         # Before the client's end: on Lambda, the environment may be frozen once the response ends.
         # A store taken to be down is left for after the response, not to hold the end back.
-        if not self.quotas.store_down:
+        if not self.quotas.store.down:
             self._settle(summary, attempts=1)
 
     def on_close(self, summary: Summary) -> None:

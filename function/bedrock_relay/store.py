@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -15,11 +16,25 @@ from . import aws
 from .events import Delta, Reasoning, Summary, Text
 from .settings import Settings
 
+logger = logging.getLogger(__name__)
 # Items stay well under DynamoDB's 400 KB limit, names and values together.
 MAX_ITEM_BYTES = 350_000
 META, END = "m", "e"
 LIVE, ENDED = "live", "ended"
 _SEQ_DIGITS = 10
+# After the store fails outright, what a stream waits on before its first token skips it this long:
+# a store that hangs must not add its timeouts to every first token. Writes off that path go on
+# trying, and the first to succeed ends the wait.
+STORE_DOWN_SECONDS = 30.0
+# Refusals that say the store cannot serve now, rather than that the request was wrong.
+_OUTAGE_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "ThrottlingException",
+        "InternalServerError",
+    }
+)
 
 
 class StoreError(Exception):
@@ -98,18 +113,41 @@ class Store:
         self.table = table
         self.ttl_seconds = ttl_seconds
         self.clock = clock
+        self._down_until = 0.0  # monotonic time until which the store is taken to be down
 
     def call(self, operation: str, **kwargs: Any) -> dict:
         if operation != "transact_write_items":  # whose actions name their own table
             kwargs["TableName"] = self.table
         try:
-            return getattr(self.client, operation)(**kwargs)
+            answer = getattr(self.client, operation)(**kwargs)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            code = exc.response.get("Error", {}).get("Code")
+            if code == "ConditionalCheckFailedException":
                 raise
-            raise StoreError(f"DynamoDB {operation}: {exc.response.get('Error', {}).get('Code')}") from exc
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if code in _OUTAGE_CODES or status >= 500:
+                self._failed(code)
+            raise StoreError(f"DynamoDB {operation}: {code}") from exc
         except BotoCoreError as exc:
+            self._failed(exc)
             raise StoreError(f"DynamoDB {operation}: {exc}") from exc
+        self._down_until = 0.0
+        return answer
+
+    def _failed(self, cause: object) -> None:
+        if not self.down:
+            logger.warning("the store is taken to be down for %gs: %s", STORE_DOWN_SECONDS, cause)
+        self._down_until = time.monotonic() + STORE_DOWN_SECONDS
+
+    @property
+    def down(self) -> bool:
+        """Whether the store failed outright in the last STORE_DOWN_SECONDS, with no success since."""
+        return time.monotonic() < self._down_until
+
+    def check_up(self) -> None:
+        """Raise StoreError at once if the store is taken to be down: for calls a first token waits on."""
+        if self.down:
+            raise StoreError("DynamoDB failed a moment ago; not tried again yet")
 
     def transact(self, actions: list[dict]) -> None:
         """Write several items, all or none: each action is {"Put": {...}} or {"Update": {...}}."""
