@@ -4,6 +4,7 @@ open, delete and start conversations, with retry, edit and reload keeping the se
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -280,3 +281,25 @@ def test_a_conversation_saved_for_someone_else_is_not_restored(page: Page, app_a
     expect(page.locator(ITEMS)).to_have_count(1)
     expect(page.locator(".turn")).to_have_count(0)
     assert page.evaluate("sessionStorage.getItem('bedrock-relay-chat')") is None
+
+
+def test_older_conversations_are_shown_a_page_at_a_time(page: Page, app_and_key):
+    app, key = app_and_key
+
+    def made(n: int) -> str:
+        body, wanted = {"prompt": f"[standin tokens=1] question {n}"}, {**key, "Accept": "application/json"}
+        response = httpx.post(f"{app.url}/chat", json=body, headers=wanted, timeout=30)
+        assert response.status_code == 200, response.text
+        return response.json()["conversationId"]
+
+    with ThreadPoolExecutor(4) as pool:
+        ids = set(pool.map(made, range(52)))  # more than the page's 50
+    open_signed_in(page, app, key)
+    expect(page.locator(ITEMS)).to_have_count(50)
+    older = page.get_by_role("button", name="Show older")
+    older.click()
+    expect(page.locator(ITEMS)).to_have_count(52)
+    expect(older).to_be_hidden()
+    assert set(page.locator(ITEMS).evaluate_all("items => items.map((item) => item.dataset.id)")) == ids
+    # Focus goes to the first conversation the page added, not to the page's body.
+    expect(page.locator(ITEMS).nth(50).locator(".open")).to_be_focused()

@@ -189,10 +189,58 @@ def test_with_sign_in_each_caller_lists_and_touches_only_their_own(standin, dyna
         app.stop()
 
 
+def test_the_list_comes_a_page_at_a_time_and_only_ever_the_callers_own(standin, dynamodb):
+    hashes, headers = caller_keys("alice", "bob")
+    app = start_app(standin.url, **store_env(dynamodb), AUTH_MODE="api_key", API_KEY_HASHES=hashes)
+    try:
+        alice, bob = headers["alice"], headers["bob"]
+        asked = [{"prompt": f"[standin tokens=2] question {n}"} for n in range(5)]
+        made = [chat(app, body, alice)[0]["conversationId"] for body in asked]
+        url = f"{app.url}/conversations"
+        whole = httpx.get(url, headers=alice, timeout=10).json()
+        assert [c["conversationId"] for c in whole["conversations"]] == made[::-1]
+        assert "nextCursor" not in whole
+        pages, cursor = [], None
+        while len(pages) < 5:  # three are expected; a cursor not followed would go on for ever
+            params = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+            page = httpx.get(url, params=params, headers=alice, timeout=10).json()
+            pages.append([c["conversationId"] for c in page["conversations"]])
+            cursor = page.get("nextCursor")
+            if cursor is None:
+                break
+            # Another caller's list from the same place holds none of these.
+            theirs = httpx.get(url, params={"cursor": cursor}, headers=bob, timeout=10).json()
+            assert theirs == {"conversations": []}
+        assert pages == [made[:2:-1], made[2:0:-1], made[:1]]
+        for name, value in (("limit", "0"), ("limit", "51"), ("limit", "two"), ("cursor", "not-a-cursor")):
+            refused = httpx.get(url, params={name: value}, headers=alice, timeout=10)
+            assert refused.status_code == 400, refused.text
+            assert f"'{name}'" in refused.json()["error"]["message"]
+    finally:
+        app.stop()
+
+
 def test_without_sign_in_there_is_no_list(store_app):
     response = httpx.get(f"{store_app.url}/conversations", timeout=10)
     assert response.status_code == 404
     assert "sign-in" in response.json()["error"]["message"]
+
+
+def test_a_text_or_json_client_learns_its_conversation_without_a_start_event(store_app):
+    url, as_json = f"{store_app.url}/chat", {"Accept": "application/json"}
+    text = httpx.post(url, json={"prompt": "[standin tokens=2] hi"}, timeout=30)
+    conversation_id = text.headers["x-conversation-id"]
+    body = {"prompt": "[standin tokens=2] more", "conversationId": conversation_id}
+    answer = httpx.post(url, json=body, headers=as_json, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-conversation-id"] == answer.json()["conversationId"] == conversation_id
+    assert answer.json()["streamId"] == answer.headers["x-stream-id"]
+    kept = httpx.get(f"{store_app.url}/conversations/{conversation_id}", timeout=10).json()
+    assert [turn["content"] for turn in kept["turns"]][::2] == ["[standin tokens=2] hi", body["prompt"]]
+    # An exchange not kept names no conversation.
+    unkept = httpx.post(url, json={"prompt": "[standin tokens=2] aside", "store": False}, headers=as_json)
+    assert unkept.status_code == 200 and "x-conversation-id" not in unkept.headers
+    assert "conversationId" not in unkept.json()
 
 
 def test_a_client_that_sends_its_own_messages_gets_no_conversation(store_app):

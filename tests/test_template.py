@@ -150,7 +150,7 @@ def test_the_store_table_is_on_demand_expiring_encrypted_and_the_functions_alone
     # The code queries the index the template declares.
     (index,) = properties["GlobalSecondaryIndexes"]
     source = (ROOT / "function" / "bedrock_relay" / "conversations.py").read_text()
-    assert f'IndexName="{index["IndexName"]}"' in source
+    assert f'"IndexName": "{index["IndexName"]}"' in source
 
 
 def test_bedrock_access_names_both_kinds_of_model_arn(template: dict):

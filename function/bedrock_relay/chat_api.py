@@ -126,8 +126,11 @@ def chat() -> Response:
 
 
 def stream_headers(ids: dict) -> dict[str, str]:
-    """The headers that tell a client which stream it reads, and whether it came from the answer cache."""
+    """The headers that tell a client which stream and conversation it reads, and whether it came from
+    the answer cache."""
     headers = {"X-Stream-Id": ids["streamId"]} if ids.get("streamId") else {}
+    if ids.get("conversationId"):
+        headers["X-Conversation-Id"] = ids["conversationId"]  # for a text client, which has no start event
     if "answerCache" in g.log_fields:
         headers["X-Answer-Cache"] = g.log_fields["answerCache"]
     return headers

@@ -324,24 +324,33 @@ class Conversations:
         for item in self._items(conversation_id):
             self.store.call("delete_item", Key={"pk": item["pk"], "sk": item["sk"]})
 
-    def of(self, owner: str, limit: int = 50) -> list[dict]:
-        """Return the owner's conversations, the most recently used first."""
-        answer = self.store.call(
-            "query",
-            IndexName="ConversationsByOwner",
-            KeyConditionExpression="convOwner = :owner",
-            ExpressionAttributeValues={":owner": {"S": owner}},
-            ScanIndexForward=False,
-            Limit=limit,
-        )
+    def of(
+        self, owner: str, limit: int, after: tuple[str, str] | None = None
+    ) -> tuple[list[dict], tuple | None]:
+        """Return a page of the owner's conversations, the most recently used first, and where the next
+        page starts ((updatedAt, conversationId) of the last one read; None after the last page)."""
+        query: dict = {
+            "IndexName": "ConversationsByOwner",
+            "KeyConditionExpression": "convOwner = :owner",
+            "ExpressionAttributeValues": {":owner": {"S": owner}},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if after is not None:
+            updated_at, conversation_id = after
+            start = {"convOwner": {"S": owner}, "updatedAt": {"N": updated_at}}
+            query["ExclusiveStartKey"] = {**start, **_key(conversation_id, META)}
+        answer = self.store.call("query", **query)
+        last = answer.get("LastEvaluatedKey")
         now = self.clock()
-        return [
+        found = [
             _listed(item)
             for item in answer.get("Items", [])
             # One being answered for the first time shows; one whose first answer died does not.
             if int(item["expiresAt"]["N"]) > now
             and (int(item["turns"]["N"]) or int(item.get("busyUntil", {"N": "0"})["N"]) > now)
         ]
+        return found, (last["updatedAt"]["N"], last["pk"]["S"].removeprefix("c#")) if last else None
 
 
 def _while_held(conversation_id: str, stream_id: str, also: str = "", values: dict | None = None) -> dict:

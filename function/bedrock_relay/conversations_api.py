@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify
+import re
+
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from .conversations import Conversations
 from .errors import Refusal, log_answered, store_unavailable
 from .invocation import owner
 from .store import Store, StoreError
-from .validation import CONVERSATION_ID
+from .validation import CONVERSATION_ID, excerpt
 
 bp = Blueprint("conversations", __name__)
 NO_SUCH_CONVERSATION = "no such conversation: it is unknown, expired, or not yours"
+PAGE_SIZE = 50
+# Where a page of the list starts: the last one listed before it, as its updatedAt and its id.
+CURSOR = re.compile(r"([0-9]{1,12}(?:\.[0-9]{1,6})?):([A-Za-z0-9-]{1,128})")
 
 
 def conversations_of(store: Store) -> Conversations:
@@ -40,17 +45,26 @@ def _mine(conversation_id: str) -> tuple[Conversations, dict]:
 
 @bp.get("/conversations")
 def list_conversations() -> Response:
-    """The caller's conversations, the most recently used first; only with sign-in on."""
+    """A page of the caller's conversations, the most recently used first; only with sign-in on."""
     who = owner()
     if who == "-":
         # Without sign-in there is no "caller" to list for: each id is its own capability.
         raise Refusal(404, "not_found", "listing conversations needs sign-in (AUTH_MODE)")
+    limit = request.args.get("limit", str(PAGE_SIZE))
+    if not limit.isdigit() or not 1 <= int(limit) <= PAGE_SIZE:
+        raise Refusal(400, "invalid_request", f"'limit' must be from 1 to {PAGE_SIZE}, got {excerpt(limit)}")
+    cursor = request.args.get("cursor")
+    after = CURSOR.fullmatch(cursor) if cursor is not None else None
+    if cursor is not None and after is None:
+        message = f"'cursor' must be a nextCursor this service gave, got {excerpt(cursor)}"
+        raise Refusal(400, "invalid_request", message)
     try:
-        found = _conversations().of(who)
+        found, more = _conversations().of(who, int(limit), after.groups() if after else None)
     except StoreError:
         raise store_unavailable() from None
     log_answered(200, "listed", count=len(found))
-    return jsonify(conversations=found)
+    # A page may hold fewer than `limit` (expired ones are left out) and still have a next one.
+    return jsonify(conversations=found, **({"nextCursor": ":".join(more)} if more else {}))
 
 
 @bp.get("/conversations/<conversation_id>")

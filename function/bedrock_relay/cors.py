@@ -11,7 +11,17 @@ ALLOW_METHODS = "GET, POST, DELETE, OPTIONS"
 # Cache-Control: no-cache asks for a fresh answer, past the answer cache.
 ALLOW_HEADERS = "Content-Type, Accept, Authorization, X-Api-Key, Last-Event-ID, Cache-Control"
 # Browsers hide response headers from cross-origin scripts unless listed here.
-EXPOSE_HEADERS = "X-Request-Id, X-Stream-Id, X-Answer-Cache, WWW-Authenticate, Retry-After, X-Should-Retry"
+EXPOSE_HEADERS = ", ".join(
+    (
+        "X-Request-Id",
+        "X-Stream-Id",
+        "X-Conversation-Id",
+        "X-Answer-Cache",
+        "WWW-Authenticate",
+        "Retry-After",
+        "X-Should-Retry",
+    ),
+)
 MAX_AGE_SECONDS = "600"
 
 

@@ -190,6 +190,8 @@ class JsonWriter(NativeWriter):
             "text": "".join(self._parts[Text.kind]),
             "reasoning": "".join(self._parts[Reasoning.kind]) or None,
             **end_data(summary),
+            # This client reads no start event: what it carries is here.
+            **{key: self.ids[key] for key in ("streamId", "conversationId") if key in self.ids},
         }
         return document(answer)
 

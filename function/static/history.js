@@ -13,7 +13,9 @@ export class History {
   constructor(nav, base, headers, { onOpen, onDelete, onLeave }) {
     this.nav = nav;
     this.list = nav.querySelector("ol");
+    this.more = nav.querySelector(".more");
     this.note = nav.querySelector(".history-note");
+    this.next = null; // where the next page starts; null when the last page is shown
     this.url = new URL("conversations", base);
     this.headers = headers;
     this.current = null;
@@ -24,13 +26,15 @@ export class History {
       if (event.target.closest(".delete")) this.remove(item.dataset.id, item.dataset.title);
       else if (event.target.closest(".open")) onOpen(item.dataset.id);
     });
+    this.more.addEventListener("click", () => this.showOlder());
     this.onDelete = onDelete;
     this.onLeave = onLeave;
   }
 
   /** Fetch one conversation, or the list; a refusal is thrown as an Error naming its code. */
-  async request(id = null, options = {}) {
-    const url = id ? `${this.url}/${encodeURIComponent(id)}` : this.url;
+  async request(id = null, options = {}, cursor = null) {
+    const url = new URL(id ? `${this.url}/${encodeURIComponent(id)}` : this.url);
+    if (cursor) url.searchParams.set("cursor", cursor);
     const response = await fetch(url, { ...options, headers: await this.headers() });
     if (!response.ok) {
       const error = await response.json().catch(() => null);
@@ -45,7 +49,7 @@ export class History {
     this.nav.hidden = false;
     const generation = ++this.generation;
     try {
-      let { conversations } = await (await this.request()).json();
+      let { conversations, nextCursor } = await (await this.request()).json();
       if (generation !== this.generation) return;
       if (touched) {
         const listed = conversations.find((c) => c.conversationId === touched.conversationId);
@@ -53,10 +57,35 @@ export class History {
         conversations = [{ ...touched, ...listed, updatedAt: Date.now() / 1000 }, ...others];
       }
       this.list.replaceChildren(...conversations.map((c) => this.item(c)));
-      this.note.textContent = conversations.length ? "" : "Conversations you have will show here.";
+      this.setNext(nextCursor);
+      this.note.textContent = conversations.length || this.next ? "" : "Conversations you have will show here.";
     } catch (error) {
       if (generation === this.generation) this.note.textContent = `History is unavailable: ${error.message}`;
     }
+  }
+
+  /** Add the next page below the list; focus goes to the first conversation it adds. */
+  async showOlder() {
+    const generation = this.generation;
+    try {
+      const { conversations, nextCursor } = await (await this.request(null, {}, this.next)).json();
+      if (generation !== this.generation) return;
+      // One used since the list was read has moved up, and may be listed already.
+      const shown = new Set([...this.list.children].map((item) => item.dataset.id));
+      const added = conversations.filter((c) => !shown.has(c.conversationId)).map((c) => this.item(c));
+      this.list.append(...added);
+      this.setNext(nextCursor);
+      // The button may have gone with the last page: focus must not fall to the page's body.
+      const target = added[0] ?? (this.more.hidden ? this.list.lastElementChild : null);
+      target?.querySelector(".open").focus();
+    } catch (error) {
+      if (generation === this.generation) this.note.textContent = `Older conversations are unavailable: ${error.message}`;
+    }
+  }
+
+  setNext(cursor) {
+    this.next = cursor ?? null;
+    this.more.hidden = !this.next;
   }
 
   item({ conversationId, title, updatedAt }) {
@@ -92,6 +121,7 @@ export class History {
   setBusy(busy) {
     this.list.classList.toggle("busy", busy);
     for (const button of this.list.querySelectorAll("button")) button.disabled = busy;
+    this.more.disabled = busy;
   }
 
   /** Put focus on the open conversation, or the first; false if the list is empty. */
@@ -128,6 +158,7 @@ export class History {
     this.generation += 1;
     this.current = null;
     this.list.replaceChildren();
+    this.setNext(null);
     this.note.textContent = "";
     this.nav.hidden = true;
   }
