@@ -26,6 +26,8 @@ LIMIT = 100
         (HEAD + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n", False),
         (HEAD + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", True),
         (HEAD + b"Transfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nTrailer: 1\r\n\r\n", True),
+        (HEAD + b"Transfer-Encoding: chunked\r\n\r\n0\r\n" + b"X-a: b\r\n" * 8000, False),
+        (HEAD + b"Transfer-Encoding: chunked\r\n\r\n0\r\n" + b"X-a: b\r\n" * 9000, True),  # past 64 KB
         (HEAD + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n", True),  # malformed: 400 at once
         (HEAD + b"Transfer-Encoding: chunked\r\n\r\n+3\r\nabc\r\n", True),
         (HEAD + b"Transfer-Encoding: chunked\r\n\r\n64\r\n" + b"a" * 90, False),

@@ -222,3 +222,51 @@ def test_a_failing_store_never_cuts_the_stream_and_readers_learn_it_is_not_whole
     finally:
         app.stop()
         proxy.close()
+
+
+def test_a_store_taken_to_be_down_is_probed_by_one_call_at_a_time(dynamodb):
+    from bedrock_relay.store import Store, StoreDown, StoreError
+
+    proxy = FaultyProxy(int(dynamodb.url.rsplit(":", 1)[1]))
+    try:
+        store = Store(dynamodb.client(via=proxy.url), dynamodb.table, 60, probe_seconds=0.2)
+        key = {"pk": {"S": "s#probed"}, "sk": {"S": "m"}}
+        proxy.break_()
+        with pytest.raises(StoreError):
+            store.call("get_item", Key=key)
+        assert store.down
+        time.sleep(0.3)  # past the probe's wait
+        tried = proxy.connections
+        with pytest.raises(StoreError) as probe:
+            store.check_up()  # the probe: let through
+            store.call("get_item", Key=key)
+        assert not isinstance(probe.value, StoreDown) and proxy.connections > tried
+        with pytest.raises(StoreDown):
+            store.check_up()  # the next waits for the next probe
+        proxy.heal()
+        time.sleep(0.3)
+        store.check_up()
+        store.call("get_item", Key=key)
+        assert not store.down
+    finally:
+        proxy.close()
+
+
+def test_only_a_store_that_fails_outright_is_taken_to_be_down(dynamodb):
+    """A 5xx is the store failing; a refusal (a bad request, a throttle) is an answer."""
+    from bedrock_relay.store import Store, StoreError
+    from botocore.stub import Stubber
+
+    client = dynamodb.client()
+    store = Store(client, dynamodb.table, 60)
+    with Stubber(client) as stubbed:
+        for code, status, down in (
+            ("InternalServerError", 500, True),
+            ("ValidationException", 400, False),
+            ("ServiceUnavailable", 503, True),
+            ("ProvisionedThroughputExceededException", 400, False),
+        ):
+            stubbed.add_client_error("get_item", service_error_code=code, http_status_code=status)
+            with pytest.raises(StoreError):
+                store.call("get_item", Key={"pk": {"S": "s#x"}, "sk": {"S": "m"}})
+            assert store.down is down, code

@@ -275,7 +275,7 @@ def _conversation(store: Store, chat_request: ChatRequest, stream_id: str) -> Ke
         return None
     from .conversations import Busy, Keeper, as_message, asked, differs, new_id
     from .conversations_api import NO_SUCH_CONVERSATION, conversations_of
-    from .store import StoreError
+    from .store import StoreDown, StoreError
 
     conversations, who, conversation_id = conversations_of(store), owner(), chat_request.conversation_id
     messages = chat_request.converse_args["messages"]
@@ -304,11 +304,12 @@ def _conversation(store: Store, chat_request: ChatRequest, stream_id: str) -> Ke
     except Busy:
         message = "another answer is being written in this conversation; send again once it has ended"
         raise Refusal(409, "conversation_busy", message) from None
-    except StoreError:
-        # The hold may have been taken before the store failed: let it go if the store lets us,
-        # off this request's path (a store that hangs would make it wait twice).
-        held_by = (conversations, conversation_id, stream_id, made)
-        threading.Thread(target=_let_go, args=held_by, daemon=True).start()
+    except StoreError as exc:
+        if not isinstance(exc, StoreDown):  # one not tried took no hold
+            # The hold may have been taken before the store failed: let it go if the store lets us,
+            # off this request's path (a store that hangs would make it wait twice).
+            held_by = (conversations, conversation_id, stream_id, made)
+            threading.Thread(target=_let_go, args=held_by, daemon=True).start()
         if not made and chat_request.prompt is not None:
             raise store_unavailable() from None  # its history is there
         g.log_fields["conversation"] = "unavailable"

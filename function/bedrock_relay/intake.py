@@ -79,8 +79,10 @@ def _chunked_whole(buffer: bytes, start: int, body_limit: int, progress: dict) -
         after = line_end + 2
         length = int(size, 16)
         if length == 0:
-            # The last chunk, then trailer lines, ended by an empty line.
-            return buffer.startswith(b"\r\n", after) or buffer.find(HEAD_END, line_end) >= 0
+            # The last chunk, then trailer lines, ended by an empty line; bounded as a head is, past
+            # which a thread takes them (and the parser refuses them).
+            ended = buffer.startswith(b"\r\n", after) or buffer.find(HEAD_END, line_end) >= 0
+            return ended or len(buffer) - after > MAX_HEAD_BYTES
         position = after + length + 2
         if position > len(buffer):
             # A chunk still arriving: what has come of its data may already be past the limit.

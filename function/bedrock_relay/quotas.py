@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from .errors import Refusal
 from .events import Event, Reasoning, Summary, Text
 from .relay import Listener
-from .store import Store, StoreError
+from .store import Store, StoreDown, StoreError
 
 logger = logging.getLogger(__name__)
 SORT = "usage"
@@ -104,9 +104,8 @@ class Quotas:
         A store that cannot be reached costs the limits, never the stream: it is let through.
         """
         requests = 0  # DynamoDB requests, for the log line's storeRequests
-        if self.store.down:
-            return Lease(self, who, stream_id, held=False, requests=requests)
         try:
+            self.store.check_up()
             for attempt in range(ADMIT_ATTEMPTS):
                 if attempt:
                     time.sleep(random.uniform(0.01, 0.05) * attempt)  # apart from the others
@@ -116,6 +115,8 @@ class Quotas:
                 requests += 1
                 if self._take(who, stream_id, until, standing):
                     return Lease(self, who, stream_id, held=True, requests=requests)
+        except StoreDown:
+            return Lease(self, who, stream_id, held=False, requests=requests)
         except StoreError as exc:
             logger.warning("per-caller limits are not applied to this stream: %s", exc)
             return Lease(self, who, stream_id, held=False, requests=requests)

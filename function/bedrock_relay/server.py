@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import html
-import io
 import json
 import re
 import selectors
@@ -68,8 +67,7 @@ def _give_back(unreader: Any) -> None:
     if dispenser is not None and dispenser.rest:
         # There gunicorn sees them, and starts the next request from them instead of waiting on the
         # socket; they come after what the parser took and gave back.
-        unreader.buf.seek(0, io.SEEK_END)
-        unreader.buf.write(dispenser.rest)
+        unreader.unread(unreader.take_buffered() + bytes(dispenser.rest))
 
 
 class _Dispenser:
@@ -292,10 +290,10 @@ class RelayWorker(ThreadWorker):
         try:
             return super().handle(conn)
         finally:
-            if isinstance(conn, _Conn) and conn.parser is not None:
-                _give_back(conn.parser.unreader)
             with self.counts_lock:
                 self.busy -= 1
+            if isinstance(conn, _Conn) and hasattr(conn.parser, "unreader"):
+                _give_back(conn.parser.unreader)
 
     def handle_request(self, req: Any, conn: TConn) -> bool:
         try:

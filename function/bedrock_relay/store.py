@@ -22,23 +22,18 @@ MAX_ITEM_BYTES = 350_000
 META, END = "m", "e"
 LIVE, ENDED = "live", "ended"
 _SEQ_DIGITS = 10
-# After the store fails outright, what a stream waits on before its first token skips it this long:
-# a store that hangs must not add its timeouts to every first token. Writes off that path go on
-# trying, and the first to succeed ends the wait.
-STORE_DOWN_SECONDS = 30.0
-# Refusals that say the store cannot serve now, rather than that the request was wrong.
-_OUTAGE_CODES = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "RequestLimitExceeded",
-        "ThrottlingException",
-        "InternalServerError",
-    }
-)
+# After the store fails outright (no answer in time, or a 5xx), what a first token waits on skips it:
+# a store that hangs must not add its timeouts to every first token. One such call this often
+# still tries, and any answer to a call made after the failure ends the wait.
+PROBE_SECONDS = 5.0
 
 
 class StoreError(Exception):
     """DynamoDB could not be reached, or refused the request."""
+
+
+class StoreDown(StoreError):
+    """DynamoDB failed outright a moment ago, and this call was not tried."""
 
 
 def make_client(settings: Settings) -> Any:
@@ -108,46 +103,72 @@ def chunks(deltas: list[Delta]) -> Iterable[tuple[int, int, str]]:
 class Store:
     """One table of streams: each has a meta item, batches of events, and an end item."""
 
-    def __init__(self, client: Any, table: str, ttl_seconds: float, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        client: Any,
+        table: str,
+        ttl_seconds: float,
+        clock: Callable[[], float] = time.time,
+        probe_seconds: float = PROBE_SECONDS,
+    ):
         self.client = client
         self.table = table
         self.ttl_seconds = ttl_seconds
         self.clock = clock
-        self._down_until = 0.0  # monotonic time until which the store is taken to be down
+        self._failed_at: float | None = None  # monotonic time of the last outright failure, while down
+        self._probe_at = 0.0  # when a call a first token waits on may next try a store taken to be down
+        self.probe_seconds = probe_seconds
 
     def call(self, operation: str, **kwargs: Any) -> dict:
         if operation != "transact_write_items":  # whose actions name their own table
             kwargs["TableName"] = self.table
+        started = time.monotonic()
         try:
             answer = getattr(self.client, operation)(**kwargs)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500:
+                self._failed(code)
+            else:
+                self._answered(started)  # a refusal (a condition, a throttle) is an answer
             if code == "ConditionalCheckFailedException":
                 raise
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            if code in _OUTAGE_CODES or status >= 500:
-                self._failed(code)
             raise StoreError(f"DynamoDB {operation}: {code}") from exc
         except BotoCoreError as exc:
             self._failed(exc)
             raise StoreError(f"DynamoDB {operation}: {exc}") from exc
-        self._down_until = 0.0
+        self._answered(started)
         return answer
 
     def _failed(self, cause: object) -> None:
-        if not self.down:
-            logger.warning("the store is taken to be down for %gs: %s", STORE_DOWN_SECONDS, cause)
-        self._down_until = time.monotonic() + STORE_DOWN_SECONDS
+        """Take the store to be down from now on, until a call made after now is answered."""
+        now = time.monotonic()
+        if self._failed_at is None:
+            logger.warning("the store is taken to be down: %s", cause)
+            self._probe_at = now + self.probe_seconds
+        self._failed_at = now
+
+    def _answered(self, started: float) -> None:
+        # A call that started before the last failure says nothing of the store since.
+        failed_at = self._failed_at
+        if failed_at is not None and started > failed_at:
+            self._failed_at = None
+            logger.warning("the store answers again")
 
     @property
     def down(self) -> bool:
-        """Whether the store failed outright in the last STORE_DOWN_SECONDS, with no success since."""
-        return time.monotonic() < self._down_until
+        """Whether the store failed outright, and no call made since has been answered."""
+        return self._failed_at is not None
 
     def check_up(self) -> None:
-        """Raise StoreError at once if the store is taken to be down: for calls a first token waits on."""
-        if self.down:
-            raise StoreError("DynamoDB failed a moment ago; not tried again yet")
+        """Raise StoreDown at once while the store is taken to be down, for a call a first token waits
+        on; one such call every `probe_seconds` is let through, to find out whether it is back."""
+        if self._failed_at is None:
+            return
+        now = time.monotonic()
+        if now < self._probe_at:
+            raise StoreDown("DynamoDB failed a moment ago; not tried again yet")
+        self._probe_at = now + self.probe_seconds
 
     def transact(self, actions: list[dict]) -> None:
         """Write several items, all or none: each action is {"Put": {...}} or {"Update": {...}}."""
