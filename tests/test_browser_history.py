@@ -303,3 +303,10 @@ def test_older_conversations_are_shown_a_page_at_a_time(page: Page, app_and_key)
     assert set(page.locator(ITEMS).evaluate_all("items => items.map((item) => item.dataset.id)")) == ids
     # Focus goes to the first conversation the page added, not to the page's body.
     expect(page.locator(ITEMS).nth(50).locator(".open")).to_be_focused()
+    # Deleting one of them keeps the older page shown, and focus where it was.
+    last = page.locator(ITEMS).nth(51).get_attribute("data-id")
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.locator(ITEMS).nth(50).locator(".delete").click()
+    expect(page.locator(ITEMS)).to_have_count(51)
+    expect(page.locator(ITEMS).nth(50)).to_have_attribute("data-id", last)
+    expect(page.locator(ITEMS).nth(50).locator(".open")).to_be_focused()

@@ -194,6 +194,7 @@ def test_the_list_comes_a_page_at_a_time_and_only_ever_the_callers_own(standin, 
     app = start_app(standin.url, **store_env(dynamodb), AUTH_MODE="api_key", API_KEY_HASHES=hashes)
     try:
         alice, bob = headers["alice"], headers["bob"]
+        bobs = chat(app, {"prompt": "[standin tokens=2] before alice's"}, bob)[0]["conversationId"]
         asked = [{"prompt": f"[standin tokens=2] question {n}"} for n in range(5)]
         made = [chat(app, body, alice)[0]["conversationId"] for body in asked]
         url = f"{app.url}/conversations"
@@ -208,11 +209,13 @@ def test_the_list_comes_a_page_at_a_time_and_only_ever_the_callers_own(standin, 
             cursor = page.get("nextCursor")
             if cursor is None:
                 break
-            # Another caller's list from the same place holds none of these.
+            # Another caller's list from the same place holds only their own.
             theirs = httpx.get(url, params={"cursor": cursor}, headers=bob, timeout=10).json()
-            assert theirs == {"conversations": []}
+            assert [c["conversationId"] for c in theirs["conversations"]] == [bobs]
         assert pages == [made[:2:-1], made[2:0:-1], made[:1]]
-        for name, value in (("limit", "0"), ("limit", "51"), ("limit", "two"), ("cursor", "not-a-cursor")):
+        # A page that holds the rest exactly has no next one.
+        assert "nextCursor" not in httpx.get(url, params={"limit": "5"}, headers=alice, timeout=10).json()
+        for name, value in (("limit", "0"), ("limit", "51"), ("limit", "²"), ("cursor", "not-a-cursor")):
             refused = httpx.get(url, params={name: value}, headers=alice, timeout=10)
             assert refused.status_code == 400, refused.text
             assert f"'{name}'" in refused.json()["error"]["message"]

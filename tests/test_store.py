@@ -225,27 +225,66 @@ def test_a_failing_store_never_cuts_the_stream_and_readers_learn_it_is_not_whole
 
 
 def test_a_store_taken_to_be_down_is_probed_by_one_call_at_a_time(dynamodb):
-    from bedrock_relay.store import Store, StoreDown, StoreError
+    from bedrock_relay.store import PROBE_SECONDS, Store, StoreDown, StoreError
 
     proxy = FaultyProxy(int(dynamodb.url.rsplit(":", 1)[1]))
+    now = [1000.0]  # the store's monotonic clock, moved by hand
+
+    def tick() -> float:
+        now[0] += 0.001  # each reading a moment later: calls begin in order
+        return now[0]
+
     try:
-        store = Store(dynamodb.client(via=proxy.url), dynamodb.table, 60, probe_seconds=0.2)
+        store = Store(dynamodb.client(via=proxy.url), dynamodb.table, 60, monotonic=tick)
         key = {"pk": {"S": "s#probed"}, "sk": {"S": "m"}}
         proxy.break_()
         with pytest.raises(StoreError):
             store.call("get_item", Key=key)
         assert store.down
-        time.sleep(0.3)  # past the probe's wait
+        with pytest.raises(StoreDown):
+            store.check_up()  # not yet: the probe waits PROBE_SECONDS
+        now[0] += PROBE_SECONDS
         tried = proxy.connections
+        store.check_up()  # the probe: let through, and it tries
         with pytest.raises(StoreError) as probe:
-            store.check_up()  # the probe: let through
             store.call("get_item", Key=key)
         assert not isinstance(probe.value, StoreDown) and proxy.connections > tried
         with pytest.raises(StoreDown):
             store.check_up()  # the next waits for the next probe
         proxy.heal()
-        time.sleep(0.3)
+        now[0] += PROBE_SECONDS
         store.check_up()
+        store.call("get_item", Key=key)
+        assert not store.down
+    finally:
+        proxy.close()
+
+
+def test_a_call_judges_the_store_only_against_calls_that_began_after_it(dynamodb):
+    """An answer to a call begun before a failure does not end it; a failure of a call begun before
+    an answer does not start one."""
+    from bedrock_relay.store import Store, StoreError
+
+    proxy = FaultyProxy(int(dynamodb.url.rsplit(":", 1)[1]))
+    now = [1000.0]
+    try:
+        store = Store(dynamodb.client(via=proxy.url), dynamodb.table, 60, monotonic=lambda: now[0])
+        key = {"pk": {"S": "s#judged"}, "sk": {"S": "m"}}
+        store.call("get_item", Key=key)  # answered, begun at 1000
+        proxy.break_()
+        now[0] = 999.0  # a call begun before that answer, failing only now
+        with pytest.raises(StoreError):
+            store.call("get_item", Key=key)
+        assert not store.down
+        now[0] = 1002.0
+        with pytest.raises(StoreError):
+            store.call("get_item", Key=key)
+        assert store.down
+        proxy.heal()
+        now[0] = 1001.0  # begun before the failure: says nothing of the store since
+        store.call("get_item", Key=key)
+        assert store.down
+        now[0] = 1003.0
         store.call("get_item", Key=key)
         assert not store.down
     finally:

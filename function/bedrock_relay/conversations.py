@@ -43,6 +43,10 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+# Where a conversation sits in its owner's list, newest first: its updatedAt, then its id.
+Place = tuple[str, str]
+
+
 def _key(conversation_id: str, sort: str) -> dict:
     return {"pk": {"S": f"c#{conversation_id}"}, "sk": {"S": sort}}
 
@@ -325,32 +329,38 @@ class Conversations:
             self.store.call("delete_item", Key={"pk": item["pk"], "sk": item["sk"]})
 
     def of(
-        self, owner: str, limit: int, after: tuple[str, str] | None = None
-    ) -> tuple[list[dict], tuple | None]:
+        self, owner: str, limit: int, after: tuple | None = None
+    ) -> tuple[list[dict], tuple[str, str] | None]:
         """Return a page of the owner's conversations, the most recently used first, and where the next
-        page starts ((updatedAt, conversationId) of the last one read; None after the last page)."""
+        page starts (the place of the last one read; None after the last page)."""
         query: dict = {
             "IndexName": "ConversationsByOwner",
             "KeyConditionExpression": "convOwner = :owner",
             "ExpressionAttributeValues": {":owner": {"S": owner}},
             "ScanIndexForward": False,
-            "Limit": limit,
+            # One more than the page: DynamoDB stops at a full page with a key to go on from even
+            # when nothing follows, and a caller must not be offered an empty next page.
+            "Limit": limit + 1,
         }
         if after is not None:
             updated_at, conversation_id = after
             start = {"convOwner": {"S": owner}, "updatedAt": {"N": updated_at}}
             query["ExclusiveStartKey"] = {**start, **_key(conversation_id, META)}
         answer = self.store.call("query", **query)
-        last = answer.get("LastEvaluatedKey")
+        items = answer.get("Items", [])
+        if len(items) > limit:
+            items, more = items[:limit], _place(items[limit - 1])
+        else:  # a short page may still have stopped early, at DynamoDB's 1 MB
+            more = _place(answer["LastEvaluatedKey"]) if "LastEvaluatedKey" in answer else None
         now = self.clock()
         found = [
             _listed(item)
-            for item in answer.get("Items", [])
+            for item in items
             # One being answered for the first time shows; one whose first answer died does not.
             if int(item["expiresAt"]["N"]) > now
             and (int(item["turns"]["N"]) or int(item.get("busyUntil", {"N": "0"})["N"]) > now)
         ]
-        return found, (last["updatedAt"]["N"], last["pk"]["S"].removeprefix("c#")) if last else None
+        return found, more
 
 
 def _while_held(conversation_id: str, stream_id: str, also: str = "", values: dict | None = None) -> dict:
@@ -416,10 +426,20 @@ def differs(held: dict, turns: list[dict]) -> int:
     return min(held["turns"], len(turns) - 1)
 
 
+def _id(item: dict) -> str:
+    """The id of the conversation an item belongs to."""
+    return item["pk"]["S"].removeprefix("c#")
+
+
+def _place(item: dict) -> Place:
+    """Where a meta item sits in its owner's list: its updatedAt, then its id."""
+    return item["updatedAt"]["N"], _id(item)
+
+
 def _listed(item: dict) -> dict:
     """A conversation's meta item as a client sees it."""
     listed = {
-        "conversationId": item["pk"]["S"].removeprefix("c#"),
+        "conversationId": _id(item),
         "title": item.get("title", {}).get("S", ""),
         "turns": int(item["turns"]["N"]),
         "updatedAt": int(float(item["updatedAt"]["N"])),

@@ -16,7 +16,7 @@ bp = Blueprint("conversations", __name__)
 NO_SUCH_CONVERSATION = "no such conversation: it is unknown, expired, or not yours"
 PAGE_SIZE = 50
 # Where a page of the list starts: the last one listed before it, as its updatedAt and its id.
-CURSOR = re.compile(r"([0-9]{1,12}(?:\.[0-9]{1,6})?):([A-Za-z0-9-]{1,128})")
+CURSOR = re.compile(rf"([0-9]{{1,12}}(?:\.[0-9]{{1,6}})?):({CONVERSATION_ID.pattern})")
 
 
 def conversations_of(store: Store) -> Conversations:
@@ -51,7 +51,7 @@ def list_conversations() -> Response:
         # Without sign-in there is no "caller" to list for: each id is its own capability.
         raise Refusal(404, "not_found", "listing conversations needs sign-in (AUTH_MODE)")
     limit = request.args.get("limit", str(PAGE_SIZE))
-    if not limit.isdigit() or not 1 <= int(limit) <= PAGE_SIZE:
+    if not re.fullmatch("[0-9]{1,2}", limit) or not 1 <= int(limit) <= PAGE_SIZE:
         raise Refusal(400, "invalid_request", f"'limit' must be from 1 to {PAGE_SIZE}, got {excerpt(limit)}")
     cursor = request.args.get("cursor")
     after = CURSOR.fullmatch(cursor) if cursor is not None else None

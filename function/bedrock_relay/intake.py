@@ -15,7 +15,7 @@ _HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
 class HeadTooLarge(Exception):
-    """The request head passed MAX_HEAD_BYTES before it ended."""
+    """The request head, or a chunked body's trailers, passed MAX_HEAD_BYTES before they ended."""
 
 
 def whole(buffer: bytes, body_limit: int, progress: dict | None = None) -> bool:
@@ -79,10 +79,13 @@ def _chunked_whole(buffer: bytes, start: int, body_limit: int, progress: dict) -
         after = line_end + 2
         length = int(size, 16)
         if length == 0:
-            # The last chunk, then trailer lines, ended by an empty line; bounded as a head is, past
-            # which a thread takes them (and the parser refuses them).
-            ended = buffer.startswith(b"\r\n", after) or buffer.find(HEAD_END, line_end) >= 0
-            return ended or len(buffer) - after > MAX_HEAD_BYTES
+            # The last chunk, then trailer lines, ended by an empty line: header fields, bounded as
+            # the head's are.
+            if buffer.startswith(b"\r\n", after) or buffer.find(HEAD_END, line_end) >= 0:
+                return True
+            if len(buffer) - after > MAX_HEAD_BYTES:
+                raise HeadTooLarge
+            return False
         position = after + length + 2
         if position > len(buffer):
             # A chunk still arriving: what has come of its data may already be past the limit.

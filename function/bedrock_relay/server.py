@@ -208,7 +208,7 @@ class RelayWorker(ThreadWorker):
             if not whole(conn.buffer, self.body_limit, conn.progress):
                 return False
         except HeadTooLarge:
-            message = f"the request head is larger than {MAX_HEAD_BYTES} bytes"
+            message = f"the request's header fields (its head, or trailers) pass {MAX_HEAD_BYTES} bytes"
             self._answer(conn, refusal(431, "Request Header Fields Too Large", message))
             return True
         if _HEALTH_CHECK.match(conn.buffer):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -110,54 +111,63 @@ class Store:
         ttl_seconds: float,
         clock: Callable[[], float] = time.time,
         probe_seconds: float = PROBE_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
     ):
         self.client = client
         self.table = table
         self.ttl_seconds = ttl_seconds
         self.clock = clock
-        self._failed_at: float | None = None  # monotonic time of the last outright failure, while down
-        self._probe_at = 0.0  # when a call a first token waits on may next try a store taken to be down
         self.probe_seconds = probe_seconds
+        self.monotonic = monotonic
+        # Whether the store is taken to be down, shared by every thread's calls.
+        self._health = threading.Lock()
+        self._failed_at: float | None = None  # when the latest call that failed outright began, while down
+        self._answered_at = 0.0  # when the latest call that was answered began
+        self._probe_at = 0.0  # when a call a first token waits on may next try a store taken to be down
 
     def call(self, operation: str, **kwargs: Any) -> dict:
         if operation != "transact_write_items":  # whose actions name their own table
             kwargs["TableName"] = self.table
-        started = time.monotonic()
+        started = self.monotonic()
         try:
             answer = getattr(self.client, operation)(**kwargs)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
             if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500:
-                self._failed(code)
+                self._failed(started, code)
             else:
                 self._answered(started)  # a refusal (a condition, a throttle) is an answer
             if code == "ConditionalCheckFailedException":
                 raise
             raise StoreError(f"DynamoDB {operation}: {code}") from exc
         except BotoCoreError as exc:
-            self._failed(exc)
+            self._failed(started, exc)
             raise StoreError(f"DynamoDB {operation}: {exc}") from exc
         self._answered(started)
         return answer
 
-    def _failed(self, cause: object) -> None:
-        """Take the store to be down from now on, until a call made after now is answered."""
-        now = time.monotonic()
-        if self._failed_at is None:
-            logger.warning("the store is taken to be down: %s", cause)
-            self._probe_at = now + self.probe_seconds
-        self._failed_at = now
+    # Calls are judged by when they began: one that began before the latest answered call is old
+    # news when it fails, and one that began before the latest failure says nothing when answered.
+    def _failed(self, started: float, cause: object) -> None:
+        """Take the store to be down, until a call that begins after this one is answered."""
+        with self._health:
+            if started < self._answered_at:
+                return
+            if self._failed_at is None:
+                logger.warning("the store is taken to be down: %s", cause)
+                self._probe_at = self.monotonic() + self.probe_seconds
+            self._failed_at = max(self._failed_at or started, started)
 
     def _answered(self, started: float) -> None:
-        # A call that started before the last failure says nothing of the store since.
-        failed_at = self._failed_at
-        if failed_at is not None and started > failed_at:
-            self._failed_at = None
-            logger.warning("the store answers again")
+        with self._health:
+            self._answered_at = max(self._answered_at, started)
+            if self._failed_at is not None and started > self._failed_at:
+                self._failed_at = None
+                logger.warning("the store answers again")
 
     @property
     def down(self) -> bool:
-        """Whether the store failed outright, and no call made since has been answered."""
+        """Whether the store failed outright, and no call that began since has been answered."""
         return self._failed_at is not None
 
     def check_up(self) -> None:
@@ -165,10 +175,11 @@ class Store:
         on; one such call every `probe_seconds` is let through, to find out whether it is back."""
         if self._failed_at is None:
             return
-        now = time.monotonic()
-        if now < self._probe_at:
-            raise StoreDown("DynamoDB failed a moment ago; not tried again yet")
-        self._probe_at = now + self.probe_seconds
+        with self._health:
+            now = self.monotonic()
+            if now < self._probe_at:
+                raise StoreDown("DynamoDB failed a moment ago; not tried again yet")
+            self._probe_at = now + self.probe_seconds
 
     def transact(self, actions: list[dict]) -> None:
         """Write several items, all or none: each action is {"Put": {...}} or {"Update": {...}}."""

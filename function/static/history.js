@@ -48,6 +48,7 @@ export class History {
   async refresh(touched = null) {
     this.nav.hidden = false;
     const generation = ++this.generation;
+    this.setNext(null); // the old list's place means nothing in the new one
     try {
       let { conversations, nextCursor } = await (await this.request()).json();
       if (generation !== this.generation) return;
@@ -66,23 +67,31 @@ export class History {
 
   /** Add the next page below the list; focus goes to the first conversation it adds. */
   async showOlder() {
-    const generation = this.generation;
+    const { generation, next } = this;
+    this.more.disabled = true; // one page at a time
+    this.more.setAttribute("aria-busy", "true");
     try {
-      const { conversations, nextCursor } = await (await this.request(null, {}, this.next)).json();
-      if (generation !== this.generation) return;
+      const { conversations, nextCursor } = await (await this.request(null, {}, next)).json();
+      // A list read again meanwhile (an answer, a delete, another sign-in) has its own place.
+      if (generation !== this.generation || next !== this.next) return;
       // One used since the list was read has moved up, and may be listed already.
       const shown = new Set([...this.list.children].map((item) => item.dataset.id));
       const added = conversations.filter((c) => !shown.has(c.conversationId)).map((c) => this.item(c));
       this.list.append(...added);
       this.setNext(nextCursor);
+      this.note.textContent = added.length ? "" : "No older conversations in that page.";
       // The button may have gone with the last page: focus must not fall to the page's body.
       const target = added[0] ?? (this.more.hidden ? this.list.lastElementChild : null);
       target?.querySelector(".open").focus();
     } catch (error) {
       if (generation === this.generation) this.note.textContent = `Older conversations are unavailable: ${error.message}`;
+    } finally {
+      this.more.removeAttribute("aria-busy");
+      this.more.disabled = this.list.classList.contains("busy");
     }
   }
 
+  /** Remember where the next page starts, and offer it only if there is one. */
   setNext(cursor) {
     this.next = cursor ?? null;
     this.more.hidden = !this.next;
@@ -146,7 +155,9 @@ export class History {
       return;
     }
     this.onDelete(id);
-    await this.refresh();
+    // Taken out where it is, so older pages shown stay shown.
+    [...this.list.children].find((item) => item.dataset.id === id)?.remove();
+    if (!this.list.children.length && !this.next) this.note.textContent = "Conversations you have will show here.";
     // Focus stays in the list, on the conversation that took the deleted one's place.
     const next = this.list.children[Math.min(place, this.list.children.length - 1)];
     if (next) next.querySelector(".open").focus();
