@@ -16,6 +16,7 @@ export class History {
     this.more = nav.querySelector(".more");
     this.note = nav.querySelector(".history-note");
     this.next = null; // where the next page starts; null when the last page is shown
+    this.olderShown = false; // pages past the first are in the list
     this.url = new URL("conversations", base);
     this.headers = headers;
     this.current = null;
@@ -47,7 +48,16 @@ export class History {
    * goes first whatever the list says (the service's index may not have it yet). */
   async refresh(touched = null) {
     this.nav.hidden = false;
+    if (touched && this.olderShown) {
+      // Read again, the list would shrink to its first page and the reader would lose their place:
+      // the conversation just answered moves to the top where it is instead.
+      const shown = [...this.list.children].find((item) => item.dataset.id === touched.conversationId);
+      this.list.prepend(shown ?? this.item({ ...touched, updatedAt: Date.now() / 1000 }));
+      this.note.textContent = "";
+      return;
+    }
     const generation = ++this.generation;
+    this.olderShown = false;
     this.setNext(null); // the old list's place means nothing in the new one
     try {
       let { conversations, nextCursor } = await (await this.request()).json();
@@ -78,6 +88,7 @@ export class History {
       const shown = new Set([...this.list.children].map((item) => item.dataset.id));
       const added = conversations.filter((c) => !shown.has(c.conversationId)).map((c) => this.item(c));
       this.list.append(...added);
+      this.olderShown ||= added.length > 0;
       this.setNext(nextCursor);
       this.note.textContent = added.length ? "" : "No older conversations in that page.";
       // The button may have gone with the last page: focus must not fall to the page's body.
@@ -168,6 +179,7 @@ export class History {
   clear() {
     this.generation += 1;
     this.current = null;
+    this.olderShown = false;
     this.list.replaceChildren();
     this.setNext(null);
     this.note.textContent = "";
