@@ -40,10 +40,15 @@ def create_app(test_config: dict | None = None) -> Flask:
     if settings.streams_table:
         # Imported only with the store on: without it, streams cost nothing extra.
         from . import conversations_api, store, streams_api
+        from .conversations import Conversations
 
         ttl = settings.stream_ttl_hours * 3600
         dynamodb = dynamodb or store.make_client(settings)  # one per process, like Bedrock's
         streams = app.extensions["store"] = store.Store(dynamodb, settings.streams_table, ttl)
+        # Kept CONVERSATION_TTL_DAYS after their last use; held by an answer at most its stream's time.
+        app.extensions["conversations"] = Conversations(
+            streams, settings.conversation_ttl_days * 86400, stream_seconds=settings.max_stream_seconds
+        )
         if settings.answer_cache_seconds:
             from .answer_cache import AnswerCache
 

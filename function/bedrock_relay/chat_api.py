@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -25,7 +24,7 @@ from .validation import ChatRequest, InvalidRequest, parse_body, validate
 
 if TYPE_CHECKING:
     from .answer_cache import Hit
-    from .conversations import Conversations, Keeper
+    from .conversations import Keeper
     from .quotas import Lease
     from .recorder import Recorder
     from .store import Store
@@ -96,13 +95,12 @@ def chat() -> Response:
         log_rejected(503, "deadline", message)
         return error_response(503, "deadline", message)
     store = current_app.extensions.get("store")
-    if chat_request.conversation_id and store is None:
-        raise InvalidRequest("'conversationId' needs the stream store, which is off here (STREAMS_TABLE)")
     if chat_request.store and store is None:
-        raise InvalidRequest("'store' needs the stream store, which is off here (STREAMS_TABLE)")
+        field = "conversationId" if chat_request.conversation_id else "store"
+        raise InvalidRequest(f"'{field}' needs the stream store, which is off here (STREAMS_TABLE)")
     # With the store on, the stream is kept under the request's id, to be resumed or cancelled.
     stream_id = g.request_id if store is not None else None
-    keeper = _conversation(store, chat_request, stream_id) if store is not None else None
+    keeper = _conversation(chat_request, stream_id) if store is not None else None
     # After the conversation's turns are in: they are part of what the answer depends on.
     cache_key, hit = cached_answer(chat_request.converse_args, chat_request.answer_cache)
     ids: dict = {"streamId": hit.stream_id if hit else stream_id} if stream_id else {}
@@ -261,7 +259,7 @@ def record(store: Store, pump: Pump, model_id: str, deadline: float) -> Recorder
     return recorder
 
 
-def _conversation(store: Store, chat_request: ChatRequest, stream_id: str) -> Keeper | None:
+def _conversation(chat_request: ChatRequest, stream_id: str) -> Keeper | None:
     """Hold the request's conversation, or make a new one, to keep the exchange in.
 
     With a `prompt` the service holds the history: the stored turns go first. With `messages` the
@@ -270,14 +268,14 @@ def _conversation(store: Store, chat_request: ChatRequest, stream_id: str) -> Ke
     the store to be answered: otherwise a store that fails leaves the exchange unkept, never
     unanswered.
     """
-    keep = chat_request.store if chat_request.store is not None else chat_request.prompt is not None
-    if not keep:
+    if not chat_request.keep:
         return None
-    from .conversations import Busy, Keeper, as_message, asked, differs, new_id
-    from .conversations_api import NO_SUCH_CONVERSATION, conversations_of
+    from .conversations import Busy, Keeper, as_message, asked, differs, let_go, new_id
+    from .conversations_api import NO_SUCH_CONVERSATION
     from .store import StoreDown, StoreError
 
-    conversations, who, conversation_id = conversations_of(store), owner(), chat_request.conversation_id
+    conversations = current_app.extensions["conversations"]
+    who, conversation_id = owner(), chat_request.conversation_id
     messages = chat_request.converse_args["messages"]
     turns = asked(messages)
     made = conversation_id is None
@@ -290,12 +288,11 @@ def _conversation(store: Store, chat_request: ChatRequest, stream_id: str) -> Ke
             held = conversations.take(conversation_id, who, stream_id)
             if held is None:
                 raise Refusal(404, "not_found", NO_SUCH_CONVERSATION)
-        keeper = Keeper(conversations, conversation_id, held, stream_id)
-        keeper.model_id, keeper.made = chat_request.model_id, made
+        keeping = (conversations, conversation_id, held, stream_id, chat_request.model_id, made)
         if chat_request.prompt is None:
-            keeper.first = differs(held, turns)
-            keeper.turns = turns[keeper.first :]
-            return keeper
+            first = differs(held, turns)
+            return Keeper(*keeping, first, turns[first:])
+        keeper = Keeper(*keeping, held["turns"], turns)
         try:
             kept = conversations.turns(conversation_id) if held["turns"] else []
         except BaseException:
@@ -309,21 +306,13 @@ def _conversation(store: Store, chat_request: ChatRequest, stream_id: str) -> Ke
             # The hold may have been taken before the store failed: let it go if the store lets us,
             # off this request's path (a store that hangs would make it wait twice).
             held_by = (conversations, conversation_id, stream_id, made)
-            threading.Thread(target=_let_go, args=held_by, daemon=True).start()
+            threading.Thread(target=let_go, args=held_by, daemon=True).start()
         if not made and chat_request.prompt is not None:
             raise store_unavailable() from None  # its history is there
         g.log_fields["conversation"] = "unavailable"
         return None
-    keeper.first, keeper.turns = held["turns"], turns
     messages[:0] = [as_message(turn) for turn in kept]
     return keeper
-
-
-def _let_go(conversations: Conversations, conversation_id: str, stream_id: str, made: bool) -> None:
-    from .store import StoreError
-
-    with contextlib.suppress(StoreError):
-        conversations.release(conversation_id, stream_id, made)
 
 
 def respond(relay: Relay, media_type: str, headers: dict[str, str]) -> Response:

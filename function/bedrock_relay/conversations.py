@@ -47,8 +47,13 @@ def new_id() -> str:
 Place = tuple[str, str]
 
 
+def _partition(conversation_id: str) -> dict:
+    """The partition key value all of a conversation's items share."""
+    return {"S": f"c#{conversation_id}"}
+
+
 def _key(conversation_id: str, sort: str) -> dict:
-    return {"pk": {"S": f"c#{conversation_id}"}, "sk": {"S": sort}}
+    return {"pk": _partition(conversation_id), "sk": {"S": sort}}
 
 
 class Conversations:
@@ -155,35 +160,31 @@ class Conversations:
         """
         turns: dict[int, dict] = {}
         counted, parts = 0, {}
-        query: dict = {
-            # The meta item ("m") sorts before the turns ("t#..."): one query reads both.
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": f"c#{conversation_id}"}},
-            "ConsistentRead": True,
-        }
-        while True:
-            answer = self.store.call("query", **query)
-            for item in answer.get("Items", []):
-                if item["sk"]["S"] == META:
-                    counted = int(item["turns"]["N"])
-                    continue
-                _, number, part = item["sk"]["S"].split("#")
-                number, part = int(number), int(part)
-                if number >= counted or part >= parts.get(number, part + 1):
-                    continue
-                turn = turns.setdefault(number, {"role": item["role"]["S"], "content": ""})
-                turn["content"] += item["text"]["S"]
-                if "parts" in item:
-                    parts[number] = int(item["parts"]["N"])
-                if "files" in item:
-                    turn["files"] = json.loads(item["files"]["S"])
-                if "stopReason" in item:
-                    turn["stopReason"] = item["stopReason"]["S"]
-                if "cut" in item:
-                    turn["cut"] = True
-            if "LastEvaluatedKey" not in answer:
-                return [turns[number] for number in sorted(turns)]
-            query["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        # The meta item ("m") sorts before the turns ("t#..."): one query reads both.
+        found = self.store.query(
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": _partition(conversation_id)},
+            ConsistentRead=True,
+        )
+        for item in found:
+            if item["sk"]["S"] == META:
+                counted = int(item["turns"]["N"])
+                continue
+            _, number, part = item["sk"]["S"].split("#")
+            number, part = int(number), int(part)
+            if number >= counted or part >= parts.get(number, part + 1):
+                continue
+            turn = turns.setdefault(number, {"role": item["role"]["S"], "content": ""})
+            turn["content"] += item["text"]["S"]
+            if "parts" in item:
+                parts[number] = int(item["parts"]["N"])
+            if "files" in item:
+                turn["files"] = json.loads(item["files"]["S"])
+            if "stopReason" in item:
+                turn["stopReason"] = item["stopReason"]["S"]
+            if "cut" in item:
+                turn["cut"] = True
+        return [turns[number] for number in sorted(turns)]
 
     def record(
         self, conversation_id: str, first: int, turns: list[dict], held: dict, stream_id: str, model_id: str
@@ -265,10 +266,7 @@ class Conversations:
         answer = self.store.call(
             "query",
             KeyConditionExpression="pk = :pk AND sk >= :first",
-            ExpressionAttributeValues={
-                ":pk": {"S": f"c#{conversation_id}"},
-                ":first": {"S": f"t#{first:06d}"},
-            },
+            ExpressionAttributeValues={":pk": _partition(conversation_id), ":first": {"S": f"t#{first:06d}"}},
             ProjectionExpression="pk, sk",
             ConsistentRead=True,
         )
@@ -297,19 +295,13 @@ class Conversations:
 
     def _items(self, conversation_id: str) -> list[dict]:
         """Return the keys of every item of the conversation, its meta item first."""
-        items: list[dict] = []
-        query: dict = {
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": f"c#{conversation_id}"}},
-            "ProjectionExpression": "pk, sk",
-            "ConsistentRead": True,  # renew must not miss a turn just written
-        }
-        while True:
-            answer = self.store.call("query", **query)
-            items += answer.get("Items", [])
-            if "LastEvaluatedKey" not in answer:
-                return items
-            query["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        found = self.store.query(
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": _partition(conversation_id)},
+            ProjectionExpression="pk, sk",
+            ConsistentRead=True,  # renew must not miss a turn just written
+        )
+        return list(found)
 
     def release(self, conversation_id: str, stream_id: str, made: bool = False) -> None:
         """Let the next answer in, with no turns added; a conversation this answer `made`, which
@@ -371,11 +363,6 @@ def _while_held(conversation_id: str, stream_id: str, also: str = "", values: di
         "ConditionExpression": " AND ".join(filter(None, ["busyStream = :stream", also])),
         "ExpressionAttributeValues": {":stream": {"S": stream_id}, **(values or {})},
     }
-
-
-def _number(put: dict) -> int:
-    """The turn number a put writes."""
-    return int(put["Put"]["Item"]["sk"]["S"].split("#")[1])
 
 
 def _size(action: dict) -> int:
@@ -479,15 +466,25 @@ def _file(block: dict) -> dict:
 class Keeper(Listener):
     """Stores an exchange in its conversation once the answer ends, before the client is sent the end."""
 
-    def __init__(self, conversations: Conversations, conversation_id: str, held: dict, stream_id: str):
+    def __init__(
+        self,
+        conversations: Conversations,
+        conversation_id: str,
+        held: dict,
+        stream_id: str,
+        model_id: str = "",
+        made: bool = False,
+        first: int = 0,
+        turns: list[dict] | None = None,
+    ):
         self.conversations = conversations
         self.conversation_id = conversation_id
         self.held = held  # what take() or create() returned
-        self.made = False  # made by this answer (create), so deleted if it keeps nothing
         self.stream_id = stream_id  # the answer holding the conversation
-        self.turns: list[dict] = []  # the turns to keep ahead of the answer, numbered from `first`
-        self.first = 0
-        self.model_id = ""
+        self.model_id = model_id
+        self.made = made  # made by this answer (create), so deleted if it keeps nothing
+        self.first = first
+        self.turns = turns or []  # the turns to keep ahead of the answer, numbered from `first`
         self._events: list[Event] = []
         self._done = False
         self._unfreed = False  # the hold could not be freed at the end: try again at close
@@ -533,5 +530,10 @@ class Keeper(Listener):
         self._free()
 
     def _free(self) -> None:
-        with contextlib.suppress(StoreError):
-            self.conversations.release(self.conversation_id, self.stream_id, self.made)
+        let_go(self.conversations, self.conversation_id, self.stream_id, self.made)
+
+
+def let_go(conversations: Conversations, conversation_id: str, stream_id: str, made: bool) -> None:
+    """Free an answer's hold on its conversation if the store lets us; it lapses by itself if not."""
+    with contextlib.suppress(StoreError):
+        conversations.release(conversation_id, stream_id, made)

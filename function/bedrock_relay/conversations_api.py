@@ -9,7 +9,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from .conversations import Conversations
 from .errors import Refusal, log_answered, store_unavailable
 from .invocation import owner
-from .store import Store, StoreError
+from .store import StoreError
 from .validation import CONVERSATION_ID, excerpt
 
 bp = Blueprint("conversations", __name__)
@@ -19,15 +19,8 @@ PAGE_SIZE = 50
 CURSOR = re.compile(rf"([0-9]{{1,12}}(?:\.[0-9]{{1,6}})?):({CONVERSATION_ID.pattern})")
 
 
-def conversations_of(store: Store) -> Conversations:
-    """The conversations in the app's store, kept for CONVERSATION_TTL_DAYS after their last use."""
-    settings = current_app.extensions["settings"]
-    ttl = settings.conversation_ttl_days * 86400
-    return Conversations(store, ttl, stream_seconds=settings.max_stream_seconds)
-
-
 def _conversations() -> Conversations:
-    return conversations_of(current_app.extensions["store"])
+    return current_app.extensions["conversations"]
 
 
 def _mine(conversation_id: str) -> tuple[Conversations, dict]:

@@ -115,10 +115,9 @@ class Quotas:
                 requests += 1
                 if self._take(who, stream_id, until, standing):
                     return Lease(self, who, stream_id, held=True, requests=requests)
-        except StoreDown:
-            return Lease(self, who, stream_id, held=False, requests=requests)
         except StoreError as exc:
-            logger.warning("per-caller limits are not applied to this stream: %s", exc)
+            if not isinstance(exc, StoreDown):  # one not tried: the store's own warning said why
+                logger.warning("per-caller limits are not applied to this stream: %s", exc)
             return Lease(self, who, stream_id, held=False, requests=requests)
         message = "too many of your streams are starting at once; send again in a moment"
         raise Refusal(429, "too_many_streams", message, {"Retry-After": "1"})

@@ -7,7 +7,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from botocore.config import Config
@@ -156,7 +156,7 @@ class Store:
             if self._failed_at is None:
                 logger.warning("the store is taken to be down: %s", cause)
                 self._probe_at = self.monotonic() + self.probe_seconds
-            self._failed_at = max(self._failed_at or started, started)
+            self._failed_at = started if self._failed_at is None else max(self._failed_at, started)
 
     def _answered(self, started: float) -> None:
         with self._health:
@@ -284,22 +284,26 @@ class Store:
         """Return the stored batches holding deltas after `after_seq`, in order, and the end if stored."""
         batches: list[list[Delta]] = []
         end = None
-        query: dict = {
-            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
-            "ExpressionAttributeValues": {
+        for item in self.query(
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
+            ExpressionAttributeValues={
                 ":pk": {"S": f"s#{stream_id}"},
                 ":low": {"S": batch_sort_key(after_seq + 1)},
                 ":high": {"S": END},
             },
-            "ConsistentRead": True,
-        }
+            ConsistentRead=True,
+        ):
+            if item["sk"]["S"] == END:
+                end = json.loads(item["end"]["S"])
+            else:
+                batches.append([decode(entry) for entry in json.loads(item["ev"]["S"])])
+        return batches, end
+
+    def query(self, **query: Any) -> Iterator[dict]:
+        """Yield every item a query finds, page after page."""
         while True:
             answer = self.call("query", **query)
-            for item in answer.get("Items", []):
-                if item["sk"]["S"] == END:
-                    end = json.loads(item["end"]["S"])
-                else:
-                    batches.append([decode(entry) for entry in json.loads(item["ev"]["S"])])
+            yield from answer.get("Items", [])
             if "LastEvaluatedKey" not in answer:
-                return batches, end
+                return
             query["ExclusiveStartKey"] = answer["LastEvaluatedKey"]

@@ -63,6 +63,11 @@ class ChatRequest:
     store: bool | None = None
     answer_cache: bool = True  # False: `cache.answer` asks for a fresh answer, whatever is cached
 
+    @property
+    def keep(self) -> bool:
+        """Whether the exchange is kept in a conversation, once the store is on."""
+        return self.store if self.store is not None else self.prompt is not None
+
 
 def shorten(text: str, limit: int = ECHO_CHARACTERS) -> str:
     """Return text cut to `limit` characters, marked with its full length when it was cut."""

@@ -84,10 +84,7 @@ export function preview(file, onRemove) {
     img.onload = () => URL.revokeObjectURL(img.src);
     item.append(img);
   } else {
-    const label = document.createElement("span");
-    label.className = "document-chip";
-    label.textContent = `PDF · ${file.name}`;
-    item.append(label);
+    item.append(chip(`PDF · ${file.name}`));
   }
   if (onRemove) {
     const remove = document.createElement("button");
@@ -105,12 +102,18 @@ export function preview(file, onRemove) {
 export function notKept({ type, format, name }) {
   const item = document.createElement("li");
   item.className = "attachment";
-  const label = document.createElement("span");
-  label.className = "document-chip not-kept";
-  label.textContent = `${name ?? `${type} (${format})`}: not kept`;
+  const label = chip(`${name ?? `${type} (${format})`}: not kept`);
+  label.classList.add("not-kept");
   label.title = "The service keeps a conversation's files by name only: attach it again to ask about it.";
   item.append(label);
   return item;
+}
+
+function chip(text) {
+  const label = document.createElement("span");
+  label.className = "document-chip";
+  label.textContent = text;
+  return label;
 }
 
 /** The files waiting to go with the next message, and their previews in the composer. */

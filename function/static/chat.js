@@ -52,7 +52,9 @@ const ready = setUpSignIn(new URL("config", chatUrl)).then((found) => {
 
 // The signed-in caller's conversations, when the service keeps them (the store and sign-in are on).
 async function authHeaders() {
-  const token = session ? await getToken(session) : null;
+  return headersWith(session ? await getToken(session) : null);
+}
+function headersWith(token) {
   return { ...signInHeaders(), ...(token ? { Authorization: `Bearer ${token}` } : {}) };
 }
 const sidebar = new History(document.getElementById("history"), chatUrl, authHeaders, {
@@ -63,9 +65,10 @@ const sidebar = new History(document.getElementById("history"), chatUrl, authHea
 const historyOn = () => Boolean(session?.config?.history && signedInAs(session));
 /** Show the list when the service keeps history for whoever is signed in; `touched` was just answered. */
 function showHistory(touched = null) {
-  document.body.classList.toggle("with-history", historyOn());
-  document.getElementById("history-toggle").hidden = !historyOn();
-  if (historyOn()) sidebar.refresh(touched);
+  const on = historyOn();
+  document.body.classList.toggle("with-history", on);
+  document.getElementById("history-toggle").hidden = !on;
+  if (on) sidebar.refresh(touched);
   else sidebar.clear();
 }
 // On a narrow screen the list is a panel, opened from the header and closed once used.
@@ -371,8 +374,7 @@ function stop() {
 // the token held now is sent, since a refresh could not finish in time.
 addEventListener("pagehide", () => {
   if (!streamId) return;
-  const token = session ? currentToken(session) : null;
-  const headers = { ...signInHeaders(), ...(token ? { Authorization: `Bearer ${token}` } : {}) };
+  const headers = headersWith(session ? currentToken(session) : null);
   cancelChat(chatUrl, streamId, { headers, keepalive: true }).catch(() => {});
 });
 
@@ -443,8 +445,7 @@ async function send(text, files, content = null) {
     const body = { messages: history };
     if (modelPicker.value) body.modelId = modelPicker.value;
     // The service keeps a copy: in this conversation, or in a new one whose id `start` brings.
-    if (historyOn() && conversationId) body.conversationId = conversationId;
-    else if (historyOn()) body.store = true;
+    if (historyOn()) Object.assign(body, conversationId ? { conversationId } : { store: true });
     const last = await streamKept(body, {
       signal: controller.signal,
       headers: signInHeaders(),
@@ -545,10 +546,11 @@ async function send(text, files, content = null) {
     }
   } finally {
     // A refused refresh signs out: the header and the list must say so. The list also moves this
-    // conversation to the top, or shows it for the first time.
+    // conversation to the top, or shows it for the first time; with no answer, nothing was kept.
+    const before = shownWho;
     showAccount();
     const touched = answer && conversationId && messages === history;
-    showHistory(touched ? { conversationId, title: textOf(history[0].content) } : null);
+    if (answer || shownWho !== before) showHistory(touched ? { conversationId, title: textOf(history[0].content) } : null);
     markdownView?.finish();
     window.__render = markdownView?.stats; // what rendering cost, read by the browser tests
     view.assistant.setAttribute("aria-busy", "false");

@@ -1,5 +1,6 @@
 // The history sidebar: the signed-in caller's conversations as the service keeps them
 // (GET /conversations), to open, delete, or leave for a new one.
+import { errorFromResponse } from "./stream-chat.js";
 
 /** The list in the sidebar; a failure shows there, and never stands in the way of chatting. */
 export class History {
@@ -37,10 +38,7 @@ export class History {
     const url = new URL(id ? `${this.url}/${encodeURIComponent(id)}` : this.url);
     if (cursor) url.searchParams.set("cursor", cursor);
     const response = await fetch(url, { ...options, headers: await this.headers() });
-    if (!response.ok) {
-      const error = await response.json().catch(() => null);
-      throw new Error(error?.error?.message ?? `HTTP ${response.status}`);
-    }
+    if (!response.ok) throw await errorFromResponse(response);
     return response;
   }
 
@@ -51,8 +49,7 @@ export class History {
     if (touched && this.olderShown) {
       // Read again, the list would shrink to its first page and the reader would lose their place:
       // the conversation just answered moves to the top where it is instead.
-      const shown = [...this.list.children].find((item) => item.dataset.id === touched.conversationId);
-      this.list.prepend(shown ?? this.item({ ...touched, updatedAt: Date.now() / 1000 }));
+      this.list.prepend(this.itemOf(touched.conversationId) ?? this.item({ ...touched, updatedAt: Date.now() / 1000 }));
       this.note.textContent = "";
       return;
     }
@@ -100,6 +97,11 @@ export class History {
       this.more.removeAttribute("aria-busy");
       this.more.disabled = this.list.classList.contains("busy");
     }
+  }
+
+  /** The list's item for a conversation, if it is shown. */
+  itemOf(id) {
+    return [...this.list.children].find((item) => item.dataset.id === id);
   }
 
   /** Remember where the next page starts, and offer it only if there is one. */
@@ -167,7 +169,7 @@ export class History {
     }
     this.onDelete(id);
     // Taken out where it is, so older pages shown stay shown.
-    [...this.list.children].find((item) => item.dataset.id === id)?.remove();
+    this.itemOf(id)?.remove();
     if (!this.list.children.length && !this.next) this.note.textContent = "Conversations you have will show here.";
     // Focus stays in the list, on the conversation that took the deleted one's place.
     const next = this.list.children[Math.min(place, this.list.children.length - 1)];

@@ -185,7 +185,7 @@ async function readEvents(response, handle) {
 }
 
 /** Turn a refused request's JSON error body into a ChatError, or its raw text if it has none. */
-async function errorFromResponse(response) {
+export async function errorFromResponse(response) {
   const text = await response.text();
   const retryAfter = response.headers.get("Retry-After");
   let error = null;
